@@ -1,0 +1,223 @@
+"""Typed, immutable configuration loaded from ``params.yaml``.
+
+Every tunable lives in one frozen dataclass per ``params.yaml`` section. The
+loader checks each key against its dataclass: an unknown key, a wrong type or an
+out-of-range value raises :class:`ConfigError` naming the full key
+(``train.batch_size must be a positive integer, got -3``), so a typo never falls
+back silently to a default. A key left out of a section takes the default shown
+here; a whole section left out is an error.
+
+Constraints sit beside each field as ``metadata``: ``min``/``max`` bounds
+(inclusive), ``positive`` (strictly greater than zero), ``choices`` and
+``power_of_two``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PARAMS_FILE = "params.yaml"
+
+
+class ConfigError(ValueError):
+    """A params value that is missing, unknown, of the wrong type or out of range."""
+
+
+def _positive(default: Any, **more: Any) -> Any:
+    return field(default=default, metadata={"positive": True, **more})
+
+
+def _choice(default: str, *choices: str) -> Any:
+    return field(default=default, metadata={"choices": choices})
+
+
+def _between(default: Any, low: float, high: float) -> Any:
+    return field(default=default, metadata={"min": low, "max": high})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = _choice("synthetic", "synthetic", "folder", "tfds")
+    path: str | None = None
+    image_size: int = field(default=64, metadata={"choices": (32, 64, 128)})
+    num_train: int | None = _positive(20000)
+    num_test: int | None = _positive(2000)
+    seed: int = field(default=0, metadata={"min": 0})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    latent_dim: int = _positive(128)
+    g_width: int = _positive(64)
+    d_width: int = _positive(64)
+    kernel_size: int = _positive(4)
+    leaky_relu_slope: float = _between(0.2, 0.0, 1.0)
+    attention: bool = True
+    attention_resolutions: tuple[int, ...] = field(default=(16,), metadata={"power_of_two": True})
+    attention_variant: str = _choice("reference", "reference", "official")
+    attention_spectral_norm: bool = False
+    g_spectral_norm: bool = False
+    power_iterations: int = _positive(1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = _positive(64)
+    steps: int = _positive(600)
+    g_lr: float = _positive(1.0e-4)
+    d_lr: float = _positive(1.0e-4)
+    beta_1: float = _between(0.0, 0.0, 0.999999)
+    beta_2: float = _between(0.9, 0.0, 0.999999)
+    loss: str = _choice("hinge", "hinge", "bce", "wasserstein")
+    gp_weight: float = field(default=0.0, metadata={"min": 0.0})
+    seed: int = field(default=0, metadata={"min": 0})
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    num_samples: int = _positive(1000)
+    seed: int = field(default=0, metadata={"min": 0})
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    num_samples: int = _positive(1000)
+    extractor: str = _choice("encoder", "encoder", "inception", "keras_inception")
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "sagan"
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    generate: GenerateConfig = GenerateConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+
+def load_config(path: str | Path = PARAMS_FILE) -> Config:
+    """Read and validate a params file (``yaml.safe_load``: no YAML tags run code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    return config_from_dict({} if raw is None else raw, source=str(path))
+
+
+def config_from_dict(raw: Any, source: str = "params") -> Config:
+    """Build a :class:`Config` from already-parsed YAML, validating every key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source} must be a mapping of sections, got {type(raw).__name__}")
+    return _build(Config, raw, prefix="", require_all=True)
+
+
+def _build(cls: type, raw: Any, prefix: str, require_all: bool = False) -> Any:
+    where = prefix.rstrip(".") or "params"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping, got {_show(raw)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(str(key) for key in raw if key not in fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]}; valid keys of {where}: {', '.join(fields)}"
+        )
+    if require_all:
+        missing = [name for name in fields if name not in raw]
+        if missing:
+            raise ConfigError(f"missing section {missing[0]} in {where}")
+    values = {}
+    for name, value in raw.items():
+        key, hint = f"{prefix}{name}", hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, prefix=f"{key}.")
+        else:
+            values[name] = _check(key, value, hint, fields[name].metadata)
+    return cls(**values)
+
+
+def _check(key: str, value: Any, hint: Any, rules: typing.Mapping[str, Any]) -> Any:
+    """Return ``value`` converted to ``hint`` or raise a ConfigError naming ``key``."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) and type(None) in args:
+        if value is None:
+            return None
+        (hint,) = [arg for arg in args if arg is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list | tuple) or not value:
+            raise ConfigError(f"{key} must be a non-empty list, got {_show(value)}")
+        item_type = typing.get_args(hint)[0]
+        return tuple(_check(f"{key}[{i}]", item, item_type, rules) for i, item in enumerate(value))
+    value = _check_type(key, value, hint, rules)
+    _check_range(key, value, rules)
+    return value
+
+
+def _check_type(key: str, value: Any, hint: Any, rules: typing.Mapping[str, Any]) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {_show(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            kind = "a positive integer" if rules.get("positive") else "an integer"
+            raise ConfigError(f"{key} must be {kind}, got {_show(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {_show(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {_show(value)}")
+        return value
+    raise TypeError(f"config field {key} has an unsupported type {hint!r}")
+
+
+def _check_range(key: str, value: Any, rules: typing.Mapping[str, Any]) -> None:
+    if "choices" in rules and value not in rules["choices"]:
+        options = ", ".join(str(choice) for choice in rules["choices"])
+        raise ConfigError(f"{key} must be one of {options}, got {_show(value)}")
+    if rules.get("positive") and value <= 0:
+        kind = "a positive integer" if isinstance(value, int) else "a positive number"
+        raise ConfigError(f"{key} must be {kind}, got {_show(value)}")
+    if "min" in rules and value < rules["min"]:
+        raise ConfigError(f"{key} must be at least {rules['min']}, got {_show(value)}")
+    if "max" in rules and value > rules["max"]:
+        raise ConfigError(f"{key} must be at most {rules['max']}, got {_show(value)}")
+    if rules.get("power_of_two") and (value < 1 or value & (value - 1)):
+        raise ConfigError(f"{key} must be a power of two, got {_show(value)}")
+
+
+def _show(value: Any) -> str:
+    return (
+        f"{value!r} ({type(value).__name__})" if not isinstance(value, int | float) else repr(value)
+    )
+
+
+def flatten(config: Config) -> dict[str, Any]:
+    """``{"train.batch_size": 64, ...}``: every key with its value, for logging."""
+    flat = {}
+    for section in dataclasses.fields(config):
+        values = dataclasses.asdict(getattr(config, section.name))
+        flat.update({f"{section.name}.{key}": value for key, value in values.items()})
+    return flat

@@ -1,0 +1,1 @@
+"""Data: sources, TFRecords and the tf.data input pipeline."""

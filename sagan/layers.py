@@ -1,0 +1,189 @@
+"""The two layers that make SAGAN: spectral normalization and self-attention."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+_WRAPPABLE = (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)
+
+
+def _l2_normalize(x, epsilon: float = 1e-12):
+    return x / ops.sqrt(ops.sum(ops.square(x)) + epsilon)
+
+
+@keras.saving.register_keras_serializable(package="sagan")
+class SpectralNormalization(keras.layers.Wrapper):
+    """Runs a Conv2D, Conv2DTranspose or Dense layer with its kernel divided by σ(W).
+
+    σ(W), the largest singular value of the kernel seen as a matrix with one column per
+    output channel, is estimated by power iteration (Miyato et al. 2018, Algorithm 1):
+
+        v = normalize(u Wᵀ),  u = normalize(v W),  σ = v W uᵀ
+
+    with ``u`` a persistent non-trainable vector, refined by ``power_iterations`` steps
+    on every training call and frozen otherwise; σ always takes v from the stored u, so a
+    training and an inference call agree on σ for the same u and W. σ runs in float32.
+    ``u`` and ``v`` are constants for the gradient, but σ is computed from the current
+    kernel inside the forward pass, so the gradient flows through σ as the paper requires.
+    The kernel variable itself is never overwritten (unlike
+    ``keras.layers.SpectralNormalization``): the wrapped layer's op runs on ``W / σ``.
+    """
+
+    def __init__(self, layer: keras.layers.Layer, power_iterations: int = 1, **kwargs):
+        super().__init__(layer, **kwargs)
+        if not isinstance(layer, _WRAPPABLE):
+            raise ValueError(
+                f"SpectralNormalization wraps Conv2D, Conv2DTranspose or Dense, "
+                f"got {type(layer).__name__}"
+            )
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose) and (
+            layer.data_format != "channels_last"
+        ):
+            raise ValueError("SpectralNormalization supports channels_last convolutions only")
+        if power_iterations < 1:
+            raise ValueError(f"power_iterations must be at least 1, got {power_iterations}")
+        self.power_iterations = power_iterations
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        out_channels = self._kernel_matrix(self.layer.kernel).shape[-1]
+        # The same u on every replica (each computes the same update), so keep one copy.
+        self.u = self.add_weight(
+            shape=(1, out_channels),
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+            trainable=False,
+            name="u",
+            aggregation="only_first_replica",
+        )
+        self.built = True
+
+    def _kernel_matrix(self, kernel):
+        """The kernel as a (fan-in, out_channels) matrix."""
+        if isinstance(self.layer, keras.layers.Conv2DTranspose):
+            kernel = ops.transpose(kernel, (0, 1, 3, 2))  # (kh, kw, C_in, C_out)
+        return ops.reshape(kernel, (-1, kernel.shape[-1]))
+
+    def sigma(self, training: bool = False):
+        """σ(W) of the current kernel; a training call also refines and stores ``u``."""
+        w = self._kernel_matrix(ops.cast(self.layer.kernel, "float32"))  # (K, C_out)
+        u = self.u
+        for _ in range(self.power_iterations if training else 0):
+            v = _l2_normalize(ops.matmul(u, ops.transpose(w)))  # (1, K)
+            u = _l2_normalize(ops.matmul(v, w))  # (1, C_out)
+        u = ops.stop_gradient(u)
+        v = ops.stop_gradient(_l2_normalize(ops.matmul(u, ops.transpose(w))))
+        if training:
+            self.u.assign(u)
+        return ops.squeeze(ops.matmul(ops.matmul(v, w), ops.transpose(u)))
+
+    def call(self, inputs, training=None):
+        kernel = ops.cast(self.layer.kernel, "float32") / self.sigma(training=bool(training))
+        return self._run_layer(inputs, ops.cast(kernel, inputs.dtype))
+
+    def _run_layer(self, inputs, kernel):
+        """The wrapped layer's own forward pass, with ``kernel`` in place of its variable."""
+        layer = self.layer
+        if isinstance(layer, keras.layers.Dense):
+            outputs = ops.matmul(inputs, kernel)
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            outputs = ops.conv_transpose(
+                inputs,
+                kernel,
+                strides=layer.strides,
+                padding=layer.padding,
+                output_padding=layer.output_padding,
+                dilation_rate=layer.dilation_rate,
+                data_format=layer.data_format,
+            )
+        else:
+            outputs = layer.convolution_op(inputs, kernel)
+        if layer.use_bias:
+            outputs = outputs + ops.cast(layer.bias, outputs.dtype)
+        return outputs if layer.activation is None else layer.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "power_iterations": self.power_iterations}
+
+
+def _conv1x1(filters: int, name: str, spectral_norm: bool) -> keras.layers.Layer:
+    conv = keras.layers.Conv2D(filters, 1, name=name)
+    return SpectralNormalization(conv, name=f"sn_{name}") if spectral_norm else conv
+
+
+@keras.saving.register_keras_serializable(package="sagan")
+class SelfAttention(keras.layers.Layer):
+    """Self-attention over all spatial positions with a learnable gate γ (SAGAN, §3).
+
+        q = x W_q,  k = x W_k   (1×1 convs to C/8)
+        v = x W_v               (1×1 conv to C)
+        A = softmax(q kᵀ)       (each query's row sums to 1 over the keys)
+        y = γ · (A v) + x       (γ starts at 0, so the block starts as the identity)
+
+    ``variant="official"`` follows the authors' code instead: v goes to C/2 and a 1×1
+    output conv maps A v back to C, and keys and values are 2×2 max-pooled (4× fewer keys).
+    ``call(x, return_attention=True)`` also returns A, shaped (B, HW, keys).
+    """
+
+    def __init__(self, variant: str = "reference", spectral_norm: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if variant not in ("reference", "official"):
+            raise ValueError(f"variant must be 'reference' or 'official', got {variant!r}")
+        self.variant = variant
+        self.spectral_norm = spectral_norm
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels < 8:
+            raise ValueError(f"SelfAttention needs at least 8 channels, got {channels}")
+        value_channels = channels // 2 if self.variant == "official" else channels
+        self.query = _conv1x1(channels // 8, "query", self.spectral_norm)
+        self.key = _conv1x1(channels // 8, "key", self.spectral_norm)
+        self.value = _conv1x1(value_channels, "value", self.spectral_norm)
+        for conv in (self.query, self.key, self.value):
+            conv.build(input_shape)
+        value_shape = (*input_shape[:-1], value_channels)
+        if self.variant == "official":
+            self.output_conv = _conv1x1(channels, "output", self.spectral_norm)
+            self.output_conv.build(value_shape)
+        self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
+        self.built = True
+
+    def call(self, x, training=None, return_attention: bool = False):
+        height, width = x.shape[1], x.shape[2]
+        keys, values = self.key(x, training=training), self.value(x, training=training)
+        if self.variant == "official":
+            keys = ops.max_pool(keys, pool_size=2, strides=2)
+            values = ops.max_pool(values, pool_size=2, strides=2)
+        q = _flatten_positions(self.query(x, training=training))  # (B, HW, C/8)
+        k = _flatten_positions(keys)  # (B, N, C/8), N = HW or HW/4
+        v = _flatten_positions(values)  # (B, N, C or C/2)
+        # Softmax in float32 so mixed precision cannot overflow the logits.
+        logits = ops.matmul(
+            ops.cast(q, "float32"), ops.transpose(ops.cast(k, "float32"), (0, 2, 1))
+        )
+        attention = ops.softmax(logits, axis=-1)  # (B, HW, N)
+        attended = ops.matmul(ops.cast(attention, v.dtype), v)  # (B, HW, C or C/2)
+        attended = ops.reshape(attended, (-1, height, width, attended.shape[-1]))
+        if self.variant == "official":
+            attended = self.output_conv(attended, training=training)
+        outputs = ops.cast(self.gamma, attended.dtype) * attended + x
+        return (outputs, attention) if return_attention else outputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "variant": self.variant,
+            "spectral_norm": self.spectral_norm,
+        }
+
+
+def _flatten_positions(x):
+    return ops.reshape(x, (-1, x.shape[1] * x.shape[2], x.shape[3]))  # (B, H, W, C) -> (B, HW, C)

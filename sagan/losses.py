@@ -1,0 +1,85 @@
+"""Adversarial losses: hinge (the reference's), non-saturating BCE and Wasserstein (+ GP).
+
+Each loss is a pair of pure functions of the discriminator's logits; ``get_losses`` picks a
+pair by the ``train.loss`` name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import tensorflow as tf
+
+
+def hinge_d_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
+    """L_D = E[relu(1 − D(x))] + E[relu(1 + D(G(z)))]."""
+    return tf.reduce_mean(tf.nn.relu(1.0 - real_logits)) + tf.reduce_mean(
+        tf.nn.relu(1.0 + fake_logits)
+    )
+
+
+def hinge_g_loss(fake_logits: tf.Tensor) -> tf.Tensor:
+    """L_G = −E[D(G(z))]."""
+    return -tf.reduce_mean(fake_logits)
+
+
+def bce_d_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
+    """L_D = E[softplus(−D(x))] + E[softplus(D(G(z)))]  (= −log σ(D(x)) − log(1 − σ(D(G(z)))))."""
+    return tf.reduce_mean(tf.nn.softplus(-real_logits)) + tf.reduce_mean(
+        tf.nn.softplus(fake_logits)
+    )
+
+
+def bce_g_loss(fake_logits: tf.Tensor) -> tf.Tensor:
+    """Non-saturating L_G = E[softplus(−D(G(z)))]  (= −log σ(D(G(z))))."""
+    return tf.reduce_mean(tf.nn.softplus(-fake_logits))
+
+
+def wasserstein_d_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
+    """L_D = E[D(G(z))] − E[D(x)]."""
+    return tf.reduce_mean(fake_logits) - tf.reduce_mean(real_logits)
+
+
+def wasserstein_g_loss(fake_logits: tf.Tensor) -> tf.Tensor:
+    """L_G = −E[D(G(z))]."""
+    return -tf.reduce_mean(fake_logits)
+
+
+def gradient_penalty(
+    discriminator: Callable[..., tf.Tensor],
+    real_images: tf.Tensor,
+    fake_images: tf.Tensor,
+    alpha: tf.Tensor,
+) -> tf.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017, eq. 3): E[(‖∇D(x̂)‖₂ − 1)²] with x̂ = α·x + (1 − α)·G(z).
+
+    ``alpha`` has shape (B, 1, 1, 1) and is drawn from U[0, 1] by the caller, so the random
+    source stays the training loop's seeded generator.
+    """
+    mixed = alpha * real_images + (1.0 - alpha) * fake_images
+    with tf.GradientTape() as tape:
+        tape.watch(mixed)
+        logits = discriminator(mixed, training=True)
+    gradients = tape.gradient(logits, mixed)
+    norms = tf.sqrt(tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3]) + 1e-12)
+    return tf.reduce_mean(tf.square(norms - 1.0))
+
+
+class AdversarialLoss(NamedTuple):
+    discriminator: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+    generator: Callable[[tf.Tensor], tf.Tensor]
+
+
+LOSSES = {
+    "hinge": AdversarialLoss(hinge_d_loss, hinge_g_loss),
+    "bce": AdversarialLoss(bce_d_loss, bce_g_loss),
+    "wasserstein": AdversarialLoss(wasserstein_d_loss, wasserstein_g_loss),
+}
+
+
+def get_losses(name: str) -> AdversarialLoss:
+    """The (discriminator, generator) loss pair named by ``train.loss``."""
+    if name not in LOSSES:
+        raise ValueError(f"train.loss must be one of {', '.join(LOSSES)}, got {name!r}")
+    return LOSSES[name]

@@ -1,0 +1,116 @@
+"""Generator and discriminator builders (the reference architecture by default).
+
+At 64×64 with the default widths:
+
+    G: z (128) → Dense → 8×8×256 → BN, ReLU
+         → ConvT 128 (16×16), BN, ReLU → self-attention (16×16)
+         → ConvT 64 (32×32), BN, ReLU → ConvT 3 (64×64), tanh
+    D: x (64×64×3) → SN Conv 64 (32×32), LReLU → SN Conv 128 (16×16), LReLU
+         → self-attention (16×16) → SN Conv 256 (8×8), LReLU → Flatten → SN Dense 1
+
+Every (transposed) convolution has stride 2; the number of blocks follows from the image
+size (8 → image_size in G, image_size → 8 in D).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+from sagan.config import ConfigError, ModelConfig
+from sagan.layers import SelfAttention, SpectralNormalization
+
+BASE_RESOLUTION = 8  # G starts from, and D ends at, an 8×8 feature map
+
+
+def block_widths(width: int, num_blocks: int) -> list[int]:
+    """Channel widths ``width · 2^(n-1), …, width · 2, width``: G's order (D uses it reversed)."""
+    return [width * 2 ** (num_blocks - 1 - i) for i in range(num_blocks)]
+
+
+def num_blocks(image_size: int) -> int:
+    """Stride-2 blocks between the 8×8 base and ``image_size`` (3 for 64×64)."""
+    blocks = math.log2(image_size / BASE_RESOLUTION)
+    if image_size < 2 * BASE_RESOLUTION or not blocks.is_integer():
+        raise ConfigError(f"data.image_size must be 8·2^k with k ≥ 1, got {image_size}")
+    return int(blocks)
+
+
+def attention_resolutions(config: ModelConfig, image_size: int) -> tuple[int, ...]:
+    """The feature-map sizes that get self-attention, checked against the network's shape."""
+    if not config.attention:
+        return ()
+    valid = [BASE_RESOLUTION * 2**i for i in range(1, num_blocks(image_size))]
+    for resolution in config.attention_resolutions:
+        if resolution not in valid:
+            raise ConfigError(
+                f"model.attention_resolutions: {resolution} is not an inner feature-map size "
+                f"at image_size {image_size}; choose from {valid}"
+            )
+    return config.attention_resolutions
+
+
+def _maybe_sn(layer: keras.layers.Layer, enabled: bool, power_iterations: int):
+    return (
+        SpectralNormalization(layer, power_iterations, name=f"sn_{layer.name}")
+        if enabled
+        else layer
+    )
+
+
+def _attention(config: ModelConfig, name: str) -> SelfAttention:
+    return SelfAttention(config.attention_variant, config.attention_spectral_norm, name=name)
+
+
+def build_generator(config: ModelConfig, image_size: int = 64) -> keras.Model:
+    """z (B, latent_dim) → images (B, image_size, image_size, 3) in [-1, 1]."""
+    blocks = num_blocks(image_size)
+    widths = block_widths(config.g_width, blocks)
+    attend_at = attention_resolutions(config, image_size)
+
+    def sn(layer):
+        return _maybe_sn(layer, config.g_spectral_norm, config.power_iterations)
+
+    def up(filters: int, name: str):
+        return sn(keras.layers.Conv2DTranspose(filters, config.kernel_size, 2, "same", name=name))
+
+    z = keras.Input((config.latent_dim,), name="z")
+    x = sn(keras.layers.Dense(BASE_RESOLUTION * BASE_RESOLUTION * widths[0], name="project"))(z)
+    x = keras.layers.Reshape((BASE_RESOLUTION, BASE_RESOLUTION, widths[0]))(x)
+    x = keras.layers.BatchNormalization(name="project_bn")(x)
+    x = keras.layers.ReLU()(x)
+    resolution = BASE_RESOLUTION
+    for i, filters in enumerate(widths[1:], start=1):
+        resolution *= 2
+        x = up(filters, f"up{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"up{i}_bn")(x)
+        x = keras.layers.ReLU()(x)
+        if resolution in attend_at:
+            x = _attention(config, f"attention_{resolution}")(x)
+    x = up(3, f"up{blocks}")(x)
+    images = keras.layers.Activation("tanh", dtype="float32", name="images")(x)
+    return keras.Model(z, images, name="generator")
+
+
+def build_discriminator(config: ModelConfig, image_size: int = 64) -> keras.Model:
+    """images (B, image_size, image_size, 3) → one real/fake logit per image (B, 1)."""
+    widths = block_widths(config.d_width, num_blocks(image_size))[::-1]
+    attend_at = attention_resolutions(config, image_size)
+
+    def sn(layer):
+        return SpectralNormalization(layer, config.power_iterations, name=f"sn_{layer.name}")
+
+    images = keras.Input((image_size, image_size, 3), name="images")
+    x = images
+    resolution = image_size
+    for i, filters in enumerate(widths, start=1):
+        resolution //= 2
+        x = sn(keras.layers.Conv2D(filters, config.kernel_size, 2, "same", name=f"down{i}"))(x)
+        x = keras.layers.LeakyReLU(config.leaky_relu_slope)(x)
+        if resolution in attend_at:
+            x = _attention(config, f"attention_{resolution}")(x)
+    x = keras.layers.Flatten()(x)
+    logits = sn(keras.layers.Dense(1, name="logit"))(x)
+    logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
+    return keras.Model(images, logits, name="discriminator")

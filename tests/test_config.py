@@ -1,0 +1,128 @@
+"""params.yaml loading: every bad key or value is an error that names it."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sagan.config import Config, ConfigError, config_from_dict, flatten, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _params(**sections) -> dict:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in sections.items():
+        raw[section] = {**raw[section], **values}
+    return raw
+
+
+def test_the_repo_params_load():
+    config = load_config(REPO / "params.yaml")
+    assert config.model.latent_dim == 128
+    assert config.train.batch_size == 64
+    assert config.model.attention_resolutions == (16,)
+
+
+def test_every_config_field_is_in_params_yaml():
+    # params.yaml documents every tunable: a field missing there would be an undocumented default.
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert set(flatten(Config())) == {f"{s}.{k}" for s, values in raw.items() for k in values}
+
+
+def test_config_is_immutable():
+    config = load_config(REPO / "params.yaml")
+    with pytest.raises(AttributeError):
+        config.train.batch_size = 1
+
+
+def test_a_typo_names_the_key_and_lists_the_valid_ones():
+    raw = _params(train={"lerning_rate": 0.1})
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key train\.lerning_rate; valid keys of train: "
+        r"batch_size, steps, g_lr",
+    ):
+        config_from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("train", "batch_size", -3, "train.batch_size must be a positive integer, got -3"),
+        ("train", "batch_size", 0, "train.batch_size must be a positive integer, got 0"),
+        ("train", "batch_size", 6.5, "train.batch_size must be a positive integer, got 6.5"),
+        ("train", "batch_size", "64", "train.batch_size must be a positive integer, got '64'"),
+        ("train", "batch_size", True, "train.batch_size must be a positive integer, got True"),
+        ("train", "d_lr", float("nan"), "train.d_lr must be a finite number, got nan"),
+        ("train", "g_lr", float("inf"), "train.g_lr must be a finite number, got inf"),
+        ("train", "g_lr", "fast", "train.g_lr must be a number, got 'fast'"),
+        ("train", "beta_2", 1.5, "train.beta_2 must be at most"),
+        (
+            "train",
+            "loss",
+            "lsgan",
+            "train.loss must be one of hinge, bce, wasserstein, got 'lsgan'",
+        ),
+        ("model", "attention", "yes", "model.attention must be true or false, got 'yes'"),
+        (
+            "model",
+            "attention_resolutions",
+            [16, 12],
+            r"model.attention_resolutions\[1\] must be a power of two",
+        ),
+        (
+            "model",
+            "attention_resolutions",
+            16,
+            "model.attention_resolutions must be a non-empty list",
+        ),
+        ("data", "image_size", 48, "data.image_size must be one of 32, 64, 128, got 48"),
+        ("data", "num_train", -1, "data.num_train must be a positive integer, got -1"),
+    ],
+)
+def test_bad_values_name_the_full_key(section, key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(_params(**{section: {key: value}}))
+
+
+def test_null_is_allowed_only_where_documented():
+    assert config_from_dict(_params(data={"num_train": None})).data.num_train is None
+    with pytest.raises(ConfigError, match="train.steps must be a positive integer, got None"):
+        config_from_dict(_params(train={"steps": None}))
+
+
+def test_a_missing_section_is_an_error():
+    raw = _params()
+    del raw["model"]
+    with pytest.raises(ConfigError, match="missing section model"):
+        config_from_dict(raw)
+
+
+def test_a_section_that_is_not_a_mapping_is_an_error():
+    with pytest.raises(ConfigError, match="train must be a mapping"):
+        config_from_dict(_params() | {"train": [1, 2]})
+
+
+def test_a_missing_key_takes_its_default():
+    raw = _params()
+    del raw["train"]["beta_1"]
+    assert config_from_dict(raw).train.beta_1 == 0.0
+
+
+def test_yaml_tags_never_run_code(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_a_missing_file_names_the_path(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found: .*nowhere.yaml"):
+        load_config(tmp_path / "nowhere.yaml")
+
+
+def test_flatten_names_every_key():
+    flat = flatten(load_config(REPO / "params.yaml"))
+    assert flat["train.batch_size"] == 64
+    assert flat["model.attention_resolutions"] == (16,)
