@@ -51,6 +51,11 @@ class DataConfig:
     num_train: int | None = _positive(20000)
     num_test: int | None = _positive(2000)
     seed: int = field(default=0, metadata={"min": 0})
+    crop_size: int | None = _positive(140)
+    small_images: str = _choice("upsample", "upsample", "skip")
+    images_per_shard: int = _positive(4096)
+    max_bad_fraction: float = _between(0.01, 0.0, 1.0)
+    workers: int | None = _positive(None)
 
 
 @dataclass(frozen=True)
@@ -72,18 +77,42 @@ class ModelConfig:
 class TrainConfig:
     batch_size: int = _positive(64)
     steps: int = _positive(600)
+    epochs: float | None = _positive(None)
+    n_critic: int = _positive(1)
+    update: str = _choice("simultaneous", "simultaneous", "alternating")
     g_lr: float = _positive(1.0e-4)
     d_lr: float = _positive(1.0e-4)
     beta_1: float = _between(0.0, 0.0, 0.999999)
     beta_2: float = _between(0.9, 0.0, 0.999999)
     loss: str = _choice("hinge", "hinge", "bce", "wasserstein")
     gp_weight: float = field(default=0.0, metadata={"min": 0.0})
+    ema_decay: float | None = _between(None, 0.0, 0.999999)
+    ema_start: int = field(default=0, metadata={"min": 0})
+    strategy: str = _choice("auto", "auto", "default", "mirrored", "multi_worker")
+    mixed_precision: str = _choice("none", "none", "mixed_float16", "mixed_bfloat16")
+    jit_compile: bool = False
+    deterministic: bool = False
     seed: int = field(default=0, metadata={"min": 0})
+    checkpoint_every: int = _positive(100)
+    keep_checkpoints: int = _positive(3)
+    log_every: int = _positive(10)
+    sample_every: int = _positive(100)
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
     num_samples: int = _positive(1000)
+    seed: int = field(default=0, metadata={"min": 0})
+    batch_size: int = _positive(250)
+    interpolation_steps: int = field(default=10, metadata={"min": 2})
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    steps: int = _positive(1500)
+    feature_dim: int = _positive(128)
+    batch_size: int = _positive(64)
+    learning_rate: float = _positive(1.0e-3)
     seed: int = field(default=0, metadata={"min": 0})
 
 
@@ -91,6 +120,11 @@ class GenerateConfig:
 class EvaluateConfig:
     num_samples: int = _positive(1000)
     extractor: str = _choice("encoder", "encoder", "inception", "keras_inception")
+    inception_graph: str | None = None
+    kid_subset_size: int = _positive(500)
+    kid_subsets: int = _positive(100)
+    pr_k: int = _positive(3)
+    seed: int = field(default=0, metadata={"min": 0})
 
 
 @dataclass(frozen=True)
@@ -105,6 +139,7 @@ class Config:
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     generate: GenerateConfig = GenerateConfig()
+    encoder: EncoderConfig = EncoderConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     mlflow: MlflowConfig = MlflowConfig()
 

@@ -41,7 +41,7 @@ def test_a_typo_names_the_key_and_lists_the_valid_ones():
     with pytest.raises(
         ConfigError,
         match=r"unknown key train\.lerning_rate; valid keys of train: "
-        r"batch_size, steps, g_lr",
+        r"batch_size, steps, epochs",
     ):
         config_from_dict(raw)
 

@@ -1,0 +1,45 @@
+"""Stream serialized records into numbered TFRecord shards and hash them."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+from sagan.data.records import shard_name
+
+
+def write_shards(
+    records: Iterator[bytes], directory: Path, split: str, per_shard: int
+) -> list[dict[str, Any]]:
+    """Write ``records`` as ``{split}-NNNNN-of-MMMMM.tfrecord`` files of ``per_shard`` each.
+
+    Shards are written under a ``.partial`` name and renamed once their total is known.
+    Returns ``[{"file", "count", "sha256"}]`` per shard, in order.
+    """
+    partials = []
+    for index in itertools.count():
+        first = next(records, None)
+        if first is None:
+            break
+        path = directory / f"{split}-{index:05d}.partial"
+        count = 0
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for record in itertools.chain([first], itertools.islice(records, per_shard - 1)):
+                writer.write(record)
+                count += 1
+        partials.append((path, count))
+    shards = []
+    for index, (path, count) in enumerate(partials):
+        final = path.rename(directory / shard_name(split, index, len(partials)))
+        shards.append({"file": final.name, "count": count, "sha256": sha256(final)})
+    return shards
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()

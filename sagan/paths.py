@@ -1,0 +1,24 @@
+"""Output paths of the pipeline stages, relative to the repository root (DVC's working directory).
+
+``dvc.yaml`` lists the same paths as stage outputs; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PREPARED_DIR = Path("data/prepared")  # prepare: TFRecord shards and their manifest
+MANIFEST_NAME = "manifest.json"  # inside PREPARED_DIR: counts, attributes, skipped files, sha256
+
+MODELS_DIR = Path("models")  # train: generator.keras, discriminator.keras (+ generator_ema.keras)
+RUN_FILE = MODELS_DIR / "mlflow_run.json"  # train: the pipeline's MLflow run id, for later stages
+CHECKPOINTS_DIR = Path("checkpoints")  # train (persistent): checkpoints/<params fingerprint>/
+TRAIN_METRICS = Path("metrics/train.json")  # train: final losses, gammas, steps, images/s
+TRAIN_PLOTS_DIR = Path("plots/train")  # train: history.csv and samples/step_NNNNNN.png
+SAMPLES_DIR = Path("samples")  # generate: images/NNNNNN.png, grid.png, interpolation.png
+SAMPLE_IMAGES = SAMPLES_DIR / "images"
+ENCODER_DIR = Path("encoder")  # encoder: encoder.keras, the feature network of extractor=encoder
+ENCODER_MODEL = ENCODER_DIR / "encoder.keras"
+ENCODER_METRICS = Path("metrics/encoder.json")  # encoder: per-attribute test accuracy
+REFERENCE_DIR = Path("data/reference")  # reference: test-split features and statistics
+EVAL_METRICS = Path("metrics/eval.json")  # evaluate: fid, kid, kid_std, precision, recall, ...
