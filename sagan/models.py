@@ -59,6 +59,12 @@ def _maybe_sn(layer: keras.layers.Layer, enabled: bool, power_iterations: int):
     )
 
 
+def _batch_norm(name: str) -> keras.layers.BatchNormalization:
+    # Synchronized: under MirroredStrategy the statistics cover the global batch, so a
+    # multi-replica step computes what a single device would (a no-op on one device).
+    return keras.layers.BatchNormalization(synchronized=True, name=name)
+
+
 def _attention(config: ModelConfig, name: str) -> SelfAttention:
     return SelfAttention(config.attention_variant, config.attention_spectral_norm, name=name)
 
@@ -78,13 +84,13 @@ def build_generator(config: ModelConfig, image_size: int = 64) -> keras.Model:
     z = keras.Input((config.latent_dim,), name="z")
     x = sn(keras.layers.Dense(BASE_RESOLUTION * BASE_RESOLUTION * widths[0], name="project"))(z)
     x = keras.layers.Reshape((BASE_RESOLUTION, BASE_RESOLUTION, widths[0]))(x)
-    x = keras.layers.BatchNormalization(name="project_bn")(x)
+    x = _batch_norm("project_bn")(x)
     x = keras.layers.ReLU()(x)
     resolution = BASE_RESOLUTION
     for i, filters in enumerate(widths[1:], start=1):
         resolution *= 2
         x = up(filters, f"up{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"up{i}_bn")(x)
+        x = _batch_norm(f"up{i}_bn")(x)
         x = keras.layers.ReLU()(x)
         if resolution in attend_at:
             x = _attention(config, f"attention_{resolution}")(x)

@@ -1,0 +1,124 @@
+"""Training speed of the default 64×64 SAGAN: images/s and model FLOPs utilisation (MFU).
+
+Side by side in one process, on the same random batches:
+- ``straightforward``: a plain ``tf.function`` step with separate D and G updates that each
+  recompute G(z), D(real) and D(fake) as separate calls, no XLA;
+- ``sagan``: :class:`sagan.trainer.GANTrainer` (one D call on [real; fake], G(z) outside
+  D's tape), without and with ``jit_compile``.
+
+FLOPs per step come from TensorFlow's graph profiler on one forward pass of each network
+(backward ≈ 2× forward); peak = cores × clock × FLOPs per cycle per core (default 32:
+two 8-wide float32 FMA units, AVX2). Usage:
+
+    python -m benchmarks.train_step [--batch 64] [--steps 20] [--clock-ghz 2.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sagan.config import ModelConfig, TrainConfig
+from sagan.losses import hinge_d_loss, hinge_g_loss
+from sagan.models import build_discriminator, build_generator
+from sagan.trainer import GANTrainer
+
+
+def forward_flops(model: keras.Model, input_shape: tuple[int, ...]) -> float:
+    """FLOPs of one forward pass on a batch of one, counted by the graph profiler."""
+    function = tf.function(lambda x: model(x, training=True))
+    graph = function.get_concrete_function(tf.TensorSpec((1, *input_shape))).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return float(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops)
+
+
+def step_flops(g_flops: float, d_flops: float, batch: int) -> float:
+    """One D update (G fwd, D fwd+bwd on 2B) and one G update (G fwd+bwd, D fwd+bwd on B)."""
+    d_update = batch * (g_flops + 3 * 2 * d_flops)
+    g_update = batch * (3 * g_flops + 3 * d_flops)
+    return d_update + g_update
+
+
+def straightforward_step(config: ModelConfig, batch: int):
+    """The baseline: every network call separate, G(z) recomputed under each tape."""
+    generator, discriminator = build_generator(config), build_discriminator(config)
+    g_optimizer = keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9)
+    d_optimizer = keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9)
+
+    @tf.function
+    def step(real_images):
+        z = tf.random.normal((batch, config.latent_dim))
+        with tf.GradientTape() as tape:
+            fake_images = generator(z, training=True)
+            real_logits = discriminator(real_images, training=True)
+            fake_logits = discriminator(fake_images, training=True)
+            d_loss = hinge_d_loss(real_logits, fake_logits)
+        grads = tape.gradient(d_loss, discriminator.trainable_variables)
+        d_optimizer.apply_gradients(zip(grads, discriminator.trainable_variables, strict=True))
+        z = tf.random.normal((batch, config.latent_dim))
+        with tf.GradientTape() as tape:
+            g_loss = hinge_g_loss(discriminator(generator(z, training=True), training=True))
+        grads = tape.gradient(g_loss, generator.trainable_variables)
+        g_optimizer.apply_gradients(zip(grads, generator.trainable_variables, strict=True))
+        return d_loss, g_loss
+
+    return lambda iterator: step(next(iterator))
+
+
+def images_per_second(step, iterator, batch: int, steps: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        step(iterator)
+    started = time.perf_counter()
+    for _ in range(steps):
+        outputs = step(iterator)
+    tf.nest.map_structure(lambda t: t.numpy(), outputs)  # wait for the last step
+    return steps * batch / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--clock-ghz", type=float, default=2.1)
+    parser.add_argument("--flops-per-cycle", type=int, default=32)
+    args = parser.parse_args()
+
+    model = ModelConfig()
+    pixels = np.random.default_rng(0).uniform(-1, 1, (args.batch * 4, 64, 64, 3))
+    dataset = tf.data.Dataset.from_tensor_slices(pixels.astype("float32"))
+    dataset = dataset.repeat().batch(args.batch, drop_remainder=True).prefetch(2)
+
+    g_flops = forward_flops(build_generator(model), (model.latent_dim,))
+    d_flops = forward_flops(build_discriminator(model), (64, 64, 3))
+    flops = step_flops(g_flops, d_flops, args.batch)
+    cores = os.cpu_count()
+    peak = cores * args.clock_ghz * 1e9 * args.flops_per_cycle
+    print(f"G forward {g_flops / 1e9:.3f} GFLOP/image, D forward {d_flops / 1e9:.3f} GFLOP/image")
+    print(f"one train step at batch {args.batch}: {flops / 1e9:.1f} GFLOP")
+    print(
+        f"peak: {cores} cores x {args.clock_ghz} GHz x {args.flops_per_cycle} = "
+        f"{peak / 1e9:.0f} GFLOP/s"
+    )
+
+    variants = {"straightforward": lambda: straightforward_step(model, args.batch)}
+    for jit in (False, True):
+        train = TrainConfig(batch_size=args.batch, jit_compile=jit)
+        variants[f"sagan jit_compile={jit}"] = lambda train=train: (
+            GANTrainer(model, train, 64).train_step
+        )
+    rates = {}
+    for name, make in variants.items():
+        rates[name] = images_per_second(make(), iter(dataset), args.batch, args.steps)
+        mfu = rates[name] / args.batch * flops / peak
+        ratio = rates[name] / rates["straightforward"]
+        print(f"{name:28s} {rates[name]:7.1f} images/s  {ratio:4.2f}x  MFU {mfu:5.1%}")
+
+
+if __name__ == "__main__":
+    main()

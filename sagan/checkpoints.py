@@ -1,0 +1,110 @@
+"""Training checkpoints that resume exactly and never load into the wrong model.
+
+Checkpoints live in ``checkpoints/<fingerprint>/``, where the fingerprint hashes every
+param that shapes the run (the model, the image size, the data and all of ``train``
+except the budget and the logging cadence). Changing such a param therefore starts a
+fresh run in a new folder, leaving the old one intact; raising ``train.steps`` resumes
+and extends. A folder whose files do not fit the current model is an error, never a
+silent partial load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import tensorflow as tf
+
+from sagan.config import Config
+
+logger = logging.getLogger(__name__)
+
+# Keys that change how long or how visibly a run trains, not what it computes.
+_BUDGET_KEYS = frozenset(
+    {"steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every"}
+)
+IDENTITY_FILE = "run_identity.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder that cannot be restored into the current model."""
+
+
+def run_identity(config: Config) -> dict:
+    """The params a checkpoint must share with the current run to be resumed."""
+    train = {
+        key: value
+        for key, value in dataclasses.asdict(config.train).items()
+        if key not in _BUDGET_KEYS
+    }
+    return {
+        "data": dataclasses.asdict(config.data),
+        "model": dataclasses.asdict(config.model),
+        "train": train,
+    }
+
+
+def fingerprint(config: Config) -> str:
+    identity = json.dumps(run_identity(config), sort_keys=True)
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+class Checkpoints:
+    """A ``tf.train.CheckpointManager`` over the trainer's state in its fingerprint folder."""
+
+    def __init__(self, root: Path, config: Config, keep: int, **state):
+        self.directory = Path(root) / fingerprint(config)
+        self.identity = run_identity(config)
+        self.checkpoint = tf.train.Checkpoint(**state)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.directory), max_to_keep=keep
+        )
+
+    def restore_latest(self) -> bool:
+        """Restore the newest checkpoint; False (and a fresh start) when there is none."""
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            others = sorted(p.name for p in self.directory.parent.glob("*") if p.is_dir())
+            others = [name for name in others if name != self.directory.name]
+            if others:
+                logger.info(
+                    "no checkpoint for these params (%s); starting fresh. Checkpoints of other "
+                    "params stay in %s: %s",
+                    self.directory.name,
+                    self.directory.parent,
+                    ", ".join(others),
+                )
+            return False
+        self._check_identity()
+        try:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as error:
+            raise CheckpointError(
+                f"checkpoint {latest} does not fit the current model ({error}). "
+                f"Delete {self.directory} to start this run afresh."
+            ) from error
+        logger.info("resumed from %s", latest)
+        return True
+
+    def save(self, step: int) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        identity_path = self.directory / IDENTITY_FILE
+        if not identity_path.exists():
+            temporary = identity_path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(self.identity, indent=2, sort_keys=True))
+            temporary.replace(identity_path)
+        return self.manager.save(checkpoint_number=step)
+
+    def _check_identity(self) -> None:
+        identity_path = self.directory / IDENTITY_FILE
+        if not identity_path.exists():
+            return
+        saved = json.loads(identity_path.read_text())
+        if saved != json.loads(json.dumps(self.identity)):
+            raise CheckpointError(
+                f"{self.directory} holds a run with other params than the current ones "
+                f"(see {identity_path}). Delete the folder to start afresh."
+            )

@@ -1,0 +1,67 @@
+"""Drawing faces from a trained generator: batches, grids and latent interpolations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from sagan import layers  # noqa: F401  (registers SelfAttention and SpectralNormalization)
+from sagan.imaging import to_uint8
+
+EMA_GENERATOR = "generator_ema.keras"
+GENERATOR = "generator.keras"
+
+
+def load_generator(models_dir: Path) -> keras.Model:
+    """The EMA generator when training kept one, else the generator; in safe mode.
+
+    ``safe_mode=True`` refuses files that would run arbitrary code on load (Lambda layers).
+    """
+    for name in (EMA_GENERATOR, GENERATOR):
+        path = Path(models_dir) / name
+        if path.is_file():
+            return keras.models.load_model(path, safe_mode=True)
+    raise FileNotFoundError(f"no {GENERATOR} in {models_dir}: run the train stage first")
+
+
+def latent_batches(latent_dim: int, count: int, seed: int, batch_size: int) -> Iterator[tf.Tensor]:
+    """``count`` noise vectors in batches, the same for the same seed whatever the batch size."""
+    noise = tf.random.stateless_normal((count, latent_dim), seed=(seed, 0))
+    for start in range(0, count, batch_size):
+        yield noise[start : start + batch_size]
+
+
+def sample_images(
+    generator: keras.Model, count: int, seed: int, batch_size: int = 250
+) -> Iterator[np.ndarray]:
+    """uint8 (B, S, S, 3) batches of ``count`` images from a fixed seed, with a progress bar."""
+    forward = tf.function(lambda z: generator(z, training=False), reduce_retracing=True)
+    latent_dim = generator.input_shape[-1]
+    with tqdm(total=count, desc="generate", unit="img", dynamic_ncols=True) as progress:
+        for z in latent_batches(latent_dim, count, seed, batch_size):
+            images = to_uint8(forward(z).numpy())
+            progress.update(len(images))
+            yield images
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation between two latent vectors at fractions ``t`` (shape (T,))."""
+    cos_omega = np.dot(a / np.linalg.norm(a), b / np.linalg.norm(b))
+    omega = np.arccos(np.clip(cos_omega, -1.0, 1.0))
+    t = t[:, None]
+    if omega < 1e-6:  # (nearly) parallel: the straight line is the arc
+        return (1 - t) * a + t * b
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+def interpolation(generator: keras.Model, seed: int, steps: int = 10) -> np.ndarray:
+    """uint8 (steps, S, S, 3): faces along the great circle between two seeded noises."""
+    latent_dim = generator.input_shape[-1]
+    ends = tf.random.stateless_normal((2, latent_dim), seed=(seed, 1)).numpy()
+    z = slerp(ends[0], ends[1], np.linspace(0.0, 1.0, steps)).astype(np.float32)
+    return to_uint8(generator(z, training=False).numpy())

@@ -1,0 +1,239 @@
+"""The SAGAN train step, written against ``tf.distribute``.
+
+One call of :meth:`GANTrainer.train_step` is one generator update (the unit of
+``train.steps``) with ``train.n_critic`` discriminator updates, each on a fresh real batch:
+
+    D: L_D(D(x), D(G(z)))  [+ λ·GP]  → Adam(d_lr)      (n_critic times)
+    G: L_G(D(G(z)))                   → Adam(g_lr)
+
+``train.update: simultaneous`` (the default, as in TensorFlow's GAN tutorials) takes the
+last D update and the G update from one forward pass under two tapes: G's gradient sees D
+as it was before that D update, and the step costs about 9 instead of 13 network passes.
+``alternating`` (the authors' PyTorch code) runs G's update on fresh noise through the
+freshly updated D.
+
+Distribution: ``train.batch_size`` is the global batch, split evenly over the replicas.
+Each replica divides its mean loss by the number of replicas, so the all-reduced (summed)
+gradients are those of the global mean. The generator's BatchNorm is synchronized: its
+statistics cover the global batch, so N replicas compute what one device would.
+
+Randomness: every draw is ``tf.random.stateless_*`` keyed by ``(train.seed, step, purpose)``.
+The step counter, saved in every checkpoint, is therefore the whole random state: a resumed
+run draws exactly the numbers an uninterrupted run would, on any number of replicas (each
+replica draws the global batch's noise and keeps its own slice).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from sagan.config import ModelConfig, TrainConfig
+from sagan.layers import SelfAttention, SpectralNormalization
+from sagan.losses import get_losses, gradient_penalty
+from sagan.models import build_discriminator, build_generator
+
+SUM = tf.distribute.ReduceOp.SUM
+_DRAWS_PER_STEP = 64  # room for n_critic noise draws, GP draws and the G draw of one step
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """``auto`` picks MirroredStrategy when more than one GPU is visible, else the default."""
+    if name == "auto":
+        name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _adam(learning_rate: float, config: TrainConfig) -> keras.optimizers.Optimizer:
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+    if config.mixed_precision == "mixed_float16":
+        # float16 gradients underflow without a loss scale; bfloat16 has float32's range.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+class GANTrainer:
+    """Generator, discriminator, their optimizers, the optional EMA generator and the step."""
+
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        config: TrainConfig,
+        image_size: int,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
+        self.config = config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        if config.batch_size % replicas:
+            raise ValueError(
+                f"train.batch_size ({config.batch_size}) must be divisible by the "
+                f"{replicas} replicas of the {type(self.strategy).__name__}"
+            )
+        self.replica_batch_size = config.batch_size // replicas
+        self.latent_dim = model_config.latent_dim
+        self.losses = get_losses(config.loss)
+        keras.mixed_precision.set_global_policy(
+            "float32" if config.mixed_precision == "none" else config.mixed_precision
+        )
+        with self.strategy.scope():
+            keras.utils.set_random_seed(config.seed)  # initial weights
+            self.generator = build_generator(model_config, image_size)
+            self.discriminator = build_discriminator(model_config, image_size)
+            self.g_optimizer = _adam(config.g_lr, config)
+            self.d_optimizer = _adam(config.d_lr, config)
+            self.g_optimizer.build(self.generator.trainable_variables)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+            self.ema_generator = None
+            if config.ema_decay is not None:
+                self.ema_generator = build_generator(model_config, image_size)
+                self.ema_generator.set_weights(self.generator.get_weights())
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
+        # takes the batches already drawn and holds every strategy.run of the update.
+        self._update = tf.function(self._update_fn, jit_compile=config.jit_compile)
+        self.train_step = tf.function(self._train_step)
+
+    # -- randomness ---------------------------------------------------------------------
+
+    def _seed(self, purpose: int) -> tf.Tensor:
+        draw = self.step * _DRAWS_PER_STEP + purpose
+        return tf.stack([tf.constant(self.config.seed, tf.int64), draw])
+
+    def _replica_slice(self, values: tf.Tensor) -> tf.Tensor:
+        """This replica's rows of a global-batch tensor."""
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        start = replica * self.replica_batch_size
+        return values[start : start + self.replica_batch_size]
+
+    def _noise(self, purpose: int) -> tf.Tensor:
+        shape = (self.config.batch_size, self.latent_dim)
+        return self._replica_slice(tf.random.stateless_normal(shape, self._seed(purpose)))
+
+    # -- per-replica updates ------------------------------------------------------------
+
+    def _d_loss(self, real_images, fake_images, alpha) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """L_D [+ λ·GP], and D's logits on the real and the fake half."""
+        # One D call on [real; fake]: D has no BatchNorm, so this equals two calls.
+        logits = self.discriminator(tf.concat([real_images, fake_images], 0), training=True)
+        real_logits, fake_logits = tf.split(logits, 2)
+        loss = self.losses.discriminator(real_logits, fake_logits)
+        if self.config.gp_weight > 0:
+            penalty = gradient_penalty(self.discriminator, real_images, fake_images, alpha)
+            loss += self.config.gp_weight * penalty
+        return loss, real_logits, fake_logits
+
+    def _scaled(self, optimizer, loss: tf.Tensor) -> tf.Tensor:
+        """This replica's share of the global mean loss, times the float16 loss scale.
+
+        Call it inside the tape: the gradient is taken of what it returns.
+        """
+        return optimizer.scale_loss(loss / self.strategy.num_replicas_in_sync)
+
+    @staticmethod
+    def _apply(optimizer, tape, scaled_loss: tf.Tensor, model: keras.Model) -> None:
+        gradients = tape.gradient(scaled_loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+
+    def _d_update(self, real_images: tf.Tensor, z: tf.Tensor, alpha: tf.Tensor) -> dict:
+        fake_images = self.generator(z, training=True)  # outside the tape: no G backward
+        with tf.GradientTape() as tape:
+            d_loss, real_logits, fake_logits = self._d_loss(real_images, fake_images, alpha)
+            d_scaled = self._scaled(self.d_optimizer, d_loss)
+        self._apply(self.d_optimizer, tape, d_scaled, self.discriminator)
+        return self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits)
+
+    def _joint_update(self, real_images: tf.Tensor, z: tf.Tensor, alpha: tf.Tensor) -> dict:
+        """D and G updates from one forward pass; G's gradient sees D before its update."""
+        with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
+            fake_images = self.generator(z, training=True)
+            d_loss, real_logits, fake_logits = self._d_loss(real_images, fake_images, alpha)
+            g_loss = self.losses.generator(fake_logits)
+            d_scaled = self._scaled(self.d_optimizer, d_loss)
+            g_scaled = self._scaled(self.g_optimizer, g_loss)
+        self._apply(self.d_optimizer, d_tape, d_scaled, self.discriminator)
+        self._apply(self.g_optimizer, g_tape, g_scaled, self.generator)
+        return self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits, g_loss=g_loss)
+
+    def _g_update(self, z: tf.Tensor) -> dict:
+        with tf.GradientTape() as tape:
+            fake_logits = self.discriminator(self.generator(z, training=True), training=True)
+            g_loss = self.losses.generator(fake_logits)
+            g_scaled = self._scaled(self.g_optimizer, g_loss)
+        self._apply(self.g_optimizer, tape, g_scaled, self.generator)
+        return self._means(g_loss=g_loss)
+
+    def _means(self, **values: tf.Tensor) -> dict[str, tf.Tensor]:
+        """This replica's share of each global mean (summed over replicas afterwards)."""
+        replicas = self.strategy.num_replicas_in_sync
+        return {name: tf.reduce_mean(value) / replicas for name, value in values.items()}
+
+    def _replica_d_step(self, real_images: tf.Tensor, critic: int, joint: bool) -> dict:
+        z = self._noise(2 * critic)
+        alpha_shape = (self.config.batch_size, 1, 1, 1)
+        alpha = self._replica_slice(
+            tf.random.stateless_uniform(alpha_shape, self._seed(2 * critic + 1))
+        )
+        update = self._joint_update if joint else self._d_update
+        return update(real_images, z, alpha)
+
+    def _replica_g_step(self) -> dict:
+        return self._g_update(self._noise(_DRAWS_PER_STEP - 1))
+
+    # -- one generator update -----------------------------------------------------------
+
+    def _train_step(self, iterator) -> dict[str, tf.Tensor]:
+        """n_critic D updates and one G update; returns global means of the last updates."""
+        return self._update([next(iterator) for _ in range(self.config.n_critic)])
+
+    def _update_fn(self, real_batches: list) -> dict[str, tf.Tensor]:
+        simultaneous = self.config.update == "simultaneous"
+        for critic, real_images in enumerate(real_batches):
+            joint = simultaneous and critic == len(real_batches) - 1
+            metrics = self.strategy.run(self._replica_d_step, args=(real_images, critic, joint))
+        if not simultaneous:
+            metrics.update(self.strategy.run(self._replica_g_step))
+        self.step.assign_add(1)
+        if self.ema_generator is not None:
+            self._update_ema()
+        return {
+            name: self.strategy.reduce(SUM, value, axis=None) for name, value in metrics.items()
+        }
+
+    def _update_ema(self) -> None:
+        """ema ← decay·ema + (1 − decay)·w for trainable weights; a plain copy of the rest."""
+        started = self.step > self.config.ema_start
+        decay = tf.where(started, self.config.ema_decay, 0.0)
+        for average, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
+            if weight.trainable:
+                average.assign(decay * average + (1.0 - decay) * weight)
+            else:
+                average.assign(weight)
+
+    # -- introspection for logging ------------------------------------------------------
+
+    def attention_gammas(self) -> dict[str, float]:
+        """γ of every self-attention layer, keyed ``gamma_g_attention_16``, …"""
+        return {
+            f"gamma_{prefix}_{layer.name}": float(layer.gamma.numpy())
+            for prefix, model in (("g", self.generator), ("d", self.discriminator))
+            for layer in model.layers
+            if isinstance(layer, SelfAttention)
+        }
+
+    def spectral_norms(self) -> dict[str, float]:
+        """σ of every spectrally normalized layer of D (and G), keyed ``sigma_d_sn_down1``, …"""
+        return {
+            f"sigma_{prefix}_{layer.name}": float(layer.sigma().numpy())
+            for prefix, model in (("g", self.generator), ("d", self.discriminator))
+            for layer in model.layers
+            if isinstance(layer, SpectralNormalization)
+        }
+
+    def sampling_generator(self) -> keras.Model:
+        """The generator to sample from: the EMA one when training keeps it."""
+        return self.ema_generator if self.ema_generator is not None else self.generator

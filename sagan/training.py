@@ -1,0 +1,186 @@
+"""The training loop around :class:`~sagan.trainer.GANTrainer`: budget, checkpoints, logs.
+
+Every ``train.log_every`` generator updates a row goes to ``history.csv`` and the tracker
+(losses, mean D outputs, each attention γ, each σ, images/s); every ``train.sample_every`` a
+fixed-noise grid is saved; every ``train.checkpoint_every`` and at the end, a checkpoint.
+A non-finite loss stops training at once, before it can reach a checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from sagan.atomic import atomic_directory, atomic_path
+from sagan.checkpoints import Checkpoints
+from sagan.config import Config
+from sagan.imaging import grid, save_png, to_uint8
+from sagan.tracking import NullTracker, Tracker
+from sagan.trainer import GANTrainer
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_GRID_SIDE = 8  # the fixed-noise grid is 8×8
+_SAMPLE_NOISE_PURPOSE = 2**31 - 1  # a seed stream of its own, apart from the training draws
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    checkpoints: Path  # persistent: checkpoints/<fingerprint>/, with the run's live plots
+    plots: Path  # a copy of the live plots (history.csv, samples/) made at the end
+
+
+def total_steps(config: Config, num_train_images: int) -> int:
+    """Generator updates to run: ``train.epochs`` wins over ``train.steps`` when set."""
+    train = config.train
+    if train.epochs is None:
+        return train.steps
+    images_per_step = train.batch_size * train.n_critic
+    return max(1, math.ceil(train.epochs * num_train_images / images_per_step))
+
+
+def sample_noise(config: Config, count: int = SAMPLE_GRID_SIDE**2) -> tf.Tensor:
+    """The fixed noise of the progress grids, the same for every run with this seed."""
+    seed = tf.constant([config.train.seed, _SAMPLE_NOISE_PURPOSE], tf.int64)
+    return tf.random.stateless_normal((count, config.model.latent_dim), seed)
+
+
+class History:
+    """``history.csv``: one row per logged step; rows past a resumed step are dropped."""
+
+    def __init__(self, path: Path, resumed_step: int):
+        self.path = path
+        self.rows = []
+        if resumed_step and path.exists():
+            with path.open(newline="") as handle:
+                self.rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resumed_step]
+
+    def append(self, row: dict[str, float]) -> None:
+        self.rows.append(row)
+        fields = list(dict.fromkeys(key for r in self.rows for key in r))
+        with atomic_path(self.path) as temporary, temporary.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+def train(
+    config: Config,
+    trainer: GANTrainer,
+    dataset: tf.data.Dataset,
+    num_train_images: int,
+    paths: TrainPaths,
+    tracker: Tracker | None = None,
+) -> dict[str, float]:
+    """Train until the budget is spent, resuming from the newest matching checkpoint.
+
+    ``dataset`` yields global batches of float32 images in [-1, 1], repeated forever.
+    Returns the final metrics (losses, D outputs, γ per attention layer, steps, images/s).
+    """
+    tracker = tracker or NullTracker()
+    iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
+    checkpoints = Checkpoints(
+        paths.checkpoints,
+        config,
+        config.train.keep_checkpoints,
+        generator=trainer.generator,
+        discriminator=trainer.discriminator,
+        g_optimizer=trainer.g_optimizer,
+        d_optimizer=trainer.d_optimizer,
+        step=trainer.step,
+        iterator=iterator,
+        **({"ema_generator": trainer.ema_generator} if trainer.ema_generator else {}),
+    )
+    checkpoints.restore_latest()
+    start, end = int(trainer.step.numpy()), total_steps(config, num_train_images)
+    # Live plots sit beside the checkpoints, so a resumed run keeps its history.
+    live_plots = checkpoints.directory / "plots"
+    history = History(live_plots / "history.csv", start)
+    noise = sample_noise(config)
+    metrics: dict[str, float] = {}
+    timer = _Throughput(config.train.batch_size)
+    progress = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    try:
+        for step in range(start + 1, end + 1):
+            losses = {name: float(value) for name, value in trainer.train_step(iterator).items()}
+            _check_finite(losses, step)
+            timer.tick()
+            progress.update()
+            progress.set_postfix(
+                d=f"{losses['d_loss']:.3f}", g=f"{losses['g_loss']:.3f}", ips=f"{timer.rate:.0f}"
+            )
+            if step % config.train.log_every == 0 or step == end:
+                metrics = {**losses, **trainer.attention_gammas(), **trainer.spectral_norms()}
+                metrics["images_per_second"] = timer.rate
+                history.append({"step": step, **metrics})
+                tracker.log_metrics(metrics, step)
+            if step % config.train.sample_every == 0 or step == end:
+                sample_path = live_plots / "samples" / f"step_{step:06d}.png"
+                _save_samples(trainer, noise, sample_path)
+                tracker.log_artifact(sample_path, "samples")
+            if step % config.train.checkpoint_every == 0 or step == end:
+                checkpoints.save(step)
+    except KeyboardInterrupt:
+        logger.warning("interrupted: saving a checkpoint at step %d", int(trainer.step.numpy()))
+        checkpoints.save(int(trainer.step.numpy()))
+        raise
+    finally:
+        progress.close()
+    if not metrics:  # the budget was already spent by the checkpoint we resumed from
+        metrics = {**trainer.attention_gammas(), **trainer.spectral_norms()}
+    _publish(live_plots, paths.plots)
+    return {**metrics, "steps": end}
+
+
+def _publish(source: Path, target: Path) -> None:
+    """Copy the live plots to the stage's output folder, replacing it whole."""
+    with atomic_directory(target) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+
+
+def _check_finite(losses: dict[str, float], step: int) -> None:
+    for name, value in losses.items():
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"{name} is {value} at step {step}; training stopped, the last good "
+                "checkpoint is kept (try lower train.g_lr / train.d_lr)"
+            )
+
+
+def _save_samples(trainer: GANTrainer, noise: tf.Tensor, path: Path) -> None:
+    images = trainer.sampling_generator()(noise, training=False)
+    save_png(grid(to_uint8(np.asarray(images)), SAMPLE_GRID_SIDE), path)
+
+
+class _Throughput:
+    """Images per second over the steps after the first (which includes tracing)."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.started = None
+        self.steps = 0
+
+    def tick(self) -> None:
+        if self.started is None:
+            self.started = time.perf_counter()
+            return
+        self.steps += 1
+
+    @property
+    def rate(self) -> float:
+        if not self.steps:
+            return 0.0
+        return self.steps * self.batch_size / (time.perf_counter() - self.started)

@@ -1,0 +1,38 @@
+"""DVC stage `reference`: features of the real test split, cached for evaluate.
+
+Writes data/reference/<extractor>.npz (features, mean, covariance), so re-evaluating a new
+generator costs only the generated side.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from sagan import paths
+from sagan.config import ConfigError, load_config
+from sagan.data.errors import DataError
+from sagan.evaluation import extractor_for, read_split, save_reference
+from sagan.features import InceptionUnavailableError
+
+logger = logging.getLogger("stages.reference")
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config()
+        settings = config.evaluate
+        extractor = extractor_for(settings.extractor, paths.ENCODER_MODEL, settings.inception_graph)
+        images, _ = read_split(paths.PREPARED_DIR, "test")
+    except (ConfigError, DataError, FileNotFoundError, InceptionUnavailableError) as error:
+        logger.error("%s", error)
+        return 1
+    features = extractor(images)
+    save_reference(paths.REFERENCE_DIR / f"{settings.extractor}.npz", features)
+    logger.info("%d test images → %s features %s", len(images), settings.extractor, features.shape)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""DVC stage `train`: the SAGAN training loop, checkpointed and tracked in MLflow.
+
+Reads data/prepared, writes models/ (generator, discriminator, the EMA generator when kept,
+and the MLflow run id), metrics/train.json and plots/train/, and keeps checkpoints/ across
+runs so that a killed run resumes where its last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+import tensorflow as tf
+
+from sagan import paths
+from sagan.atomic import atomic_path
+from sagan.checkpoints import CheckpointError, fingerprint
+from sagan.config import Config, ConfigError, load_config
+from sagan.data.errors import DataError
+from sagan.data.pipeline import make_dataset, read_manifest
+from sagan.tracking import (
+    MlflowTracker,
+    TrackingError,
+    reopen_run,
+    run_tags,
+    start_run,
+    write_run_file,
+)
+from sagan.trainer import GANTrainer, make_strategy
+from sagan.training import NonFiniteLossError, TrainPaths, train
+
+logger = logging.getLogger("stages.train")
+RUN_FILE_IN_CHECKPOINTS = "mlflow_run.json"
+
+
+def open_tracking(config: Config, manifest_path: Path) -> MlflowTracker:
+    """Reopen the run of the checkpoints we resume from, or start a new one."""
+    run_file = paths.CHECKPOINTS_DIR / fingerprint(config) / RUN_FILE_IN_CHECKPOINTS
+    if run_file.is_file():
+        try:
+            return reopen_run(config, run_file)
+        except TrackingError as error:
+            logger.warning("cannot reopen the interrupted run (%s); starting a new one", error)
+    digest = _sha256(manifest_path)
+    tracker = start_run(config, run_tags(digest))
+    write_run_file(run_file, tracker)
+    return tracker
+
+
+def save_outputs(trainer: GANTrainer, metrics: dict[str, float]) -> None:
+    models = {"generator": trainer.generator, "discriminator": trainer.discriminator}
+    if trainer.ema_generator is not None:
+        models["generator_ema"] = trainer.ema_generator
+    for name, model in models.items():
+        with atomic_path(paths.MODELS_DIR / f"{name}.keras") as temporary:
+            model.save(temporary)
+    with atomic_path(paths.TRAIN_METRICS) as temporary:
+        temporary.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config()
+        manifest = read_manifest(paths.PREPARED_DIR)
+        if manifest["image_size"] != config.data.image_size:
+            raise ConfigError(
+                f"data.image_size is {config.data.image_size} but {paths.PREPARED_DIR} holds "
+                f"{manifest['image_size']}px images: rerun prepare (dvc repro)"
+            )
+        tracker = open_tracking(config, paths.PREPARED_DIR / paths.MANIFEST_NAME)
+    except (ConfigError, DataError, TrackingError) as error:
+        logger.error("%s", error)
+        return 1
+
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    trainer = GANTrainer(
+        config.model, config.train, config.data.image_size, make_strategy(config.train.strategy)
+    )
+    dataset = make_dataset(
+        paths.PREPARED_DIR, "train", config.train.batch_size, seed=config.train.seed
+    )
+    train_paths = TrainPaths(checkpoints=paths.CHECKPOINTS_DIR, plots=paths.TRAIN_PLOTS_DIR)
+    try:
+        metrics = train(
+            config, trainer, dataset, manifest["splits"]["train"]["count"], train_paths, tracker
+        )
+        save_outputs(trainer, metrics)
+        tracker.log_generator(trainer.sampling_generator(), config.model.latent_dim)
+        write_run_file(paths.RUN_FILE, tracker)
+    except KeyboardInterrupt:
+        tracker.finish("KILLED")
+        logger.error("interrupted; rerun the stage to resume from the last checkpoint")
+        return 130
+    except (NonFiniteLossError, CheckpointError) as error:
+        tracker.finish("FAILED")
+        logger.error("%s", error)
+        return 1
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.finish()
+    return 0
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

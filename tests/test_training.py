@@ -1,0 +1,207 @@
+"""The training loop: budget, EMA, checkpoints and exact resume, failures, distribution."""
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sagan.checkpoints import CheckpointError, fingerprint
+from sagan.config import Config, DataConfig, ModelConfig, TrainConfig
+from sagan.trainer import GANTrainer
+from sagan.training import NonFiniteLossError, TrainPaths, total_steps, train
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE_SIZE = 32
+
+
+def tiny_config(**train_overrides) -> Config:
+    return Config(
+        data=DataConfig(image_size=IMAGE_SIZE, num_train=64, num_test=16),
+        model=ModelConfig(latent_dim=16, g_width=8, d_width=8),
+        train=TrainConfig(
+            **{
+                "batch_size": 8,
+                "steps": 4,
+                "checkpoint_every": 2,
+                "log_every": 2,
+                "sample_every": 2,
+                **train_overrides,
+            }
+        ),
+    )
+
+
+def images(count: int = 64, seed: int = 0, nan_from: int | None = None) -> tf.data.Dataset:
+    rng = np.random.default_rng(seed)
+    pixels = rng.uniform(-1, 1, (count, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
+    pixels[nan_from:count if nan_from is not None else 0] = np.nan
+    return tf.data.Dataset.from_tensor_slices(pixels).repeat().batch(8, drop_remainder=True)
+
+
+def run(config: Config, tmp_path: Path, dataset=None) -> tuple[GANTrainer, dict]:
+    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
+    paths = TrainPaths(checkpoints=tmp_path / "checkpoints", plots=tmp_path / "plots")
+    metrics = train(config, trainer, dataset or images(), 64, paths)
+    return trainer, metrics
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_training_runs_the_budget_and_writes_its_plots(tmp_path):
+    trainer, metrics = run(tiny_config(), tmp_path)
+    assert int(trainer.step.numpy()) == 4 and metrics["steps"] == 4
+    assert all(np.isfinite(value) for value in metrics.values())
+    assert metrics["gamma_g_attention_16"] != 0.0  # γ left its initial 0
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "sigma_d_sn_logit"} <= set(metrics)
+    history = (tmp_path / "plots" / "history.csv").read_text().splitlines()
+    assert history[0].startswith("step,") and [row.split(",")[0] for row in history[1:]] == [
+        "2",
+        "4",
+    ]
+    assert sorted(p.name for p in (tmp_path / "plots" / "samples").iterdir()) == [
+        "step_000002.png",
+        "step_000004.png",
+    ]
+
+
+def test_epochs_win_over_steps():
+    config = tiny_config(epochs=2.0, n_critic=2)
+    # 2 passes over 100 images, 8 × 2 real images per generator update
+    assert total_steps(config, 100) == 13
+    assert total_steps(tiny_config(), 100) == 4
+
+
+def test_ema_generator_averages_the_weights(tmp_path):
+    config = tiny_config(ema_decay=0.5, steps=1)
+    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
+    before = trainer.ema_generator.get_layer("project").kernel.numpy()
+    iterator = iter(images())
+    trainer.train_step(iterator)
+    after = trainer.generator.get_layer("project").kernel.numpy()
+    np.testing.assert_allclose(
+        trainer.ema_generator.get_layer("project").kernel.numpy(),
+        0.5 * before + 0.5 * after,
+        rtol=1e-6,
+    )
+    assert trainer.sampling_generator() is trainer.ema_generator
+
+
+def _weights(trainer: GANTrainer) -> list[np.ndarray]:
+    return [w.numpy() for w in trainer.generator.weights + trainer.discriminator.weights]
+
+
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
+    tf.config.experimental.enable_op_determinism()
+    config = tiny_config(steps=6, checkpoint_every=3, deterministic=True)
+    straight, _ = run(config, tmp_path / "straight")
+
+    first_half = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=3))
+    assert fingerprint(first_half) == fingerprint(config)  # the budget is not part of the run
+    run(first_half, tmp_path / "resumed")
+    resumed, _ = run(config, tmp_path / "resumed")  # new objects: only the checkpoint carries over
+
+    for a, b in zip(_weights(straight), _weights(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    history = (tmp_path / "resumed" / "plots" / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["2", "3", "4", "6"]
+
+
+def test_changed_params_start_fresh_in_their_own_folder(tmp_path):
+    run(tiny_config(), tmp_path)
+    wider = dataclasses.replace(
+        tiny_config(), model=dataclasses.replace(tiny_config().model, g_width=16)
+    )
+    trainer, _ = run(wider, tmp_path)
+    assert int(trainer.step.numpy()) == 4
+    assert len(list((tmp_path / "checkpoints").iterdir())) == 2
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    run(tiny_config(), tmp_path)
+    wider = dataclasses.replace(
+        tiny_config(), model=dataclasses.replace(tiny_config().model, g_width=16)
+    )
+    # Someone copies the narrow model's checkpoints into the wide model's folder.
+    source = tmp_path / "checkpoints" / fingerprint(tiny_config())
+    target = tmp_path / "checkpoints" / fingerprint(wider)
+    shutil.copytree(source, target)
+    with pytest.raises(CheckpointError, match="other params"):
+        run(wider, tmp_path)
+    (target / "run_identity.json").unlink()
+    with pytest.raises(CheckpointError, match="does not fit the current model"):
+        run(wider, tmp_path)
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path):
+    config = tiny_config(steps=4, checkpoint_every=1)
+    poisoned = images(nan_from=16)  # batches 1 and 2 are finite, batch 3 is NaN
+    with pytest.raises(NonFiniteLossError, match="d_loss is nan at step 3"):
+        run(config, tmp_path, poisoned)
+    directory = tmp_path / "checkpoints" / fingerprint(config)
+    assert tf.train.latest_checkpoint(str(directory)).endswith("ckpt-2")
+
+
+def test_training_options_run(tmp_path):
+    for options in (
+        {"n_critic": 2, "loss": "wasserstein", "gp_weight": 10.0},
+        {"loss": "bce", "jit_compile": True},
+        {"mixed_precision": "mixed_float16"},
+        {"mixed_precision": "mixed_bfloat16"},
+    ):
+        _, metrics = run(tiny_config(steps=2, **options), tmp_path / str(len(options)))
+        assert all(np.isfinite(value) for value in metrics.values()), options
+
+
+def test_batch_must_split_over_the_replicas():
+    class FourReplicas:
+        num_replicas_in_sync = 4
+
+    config = tiny_config()
+    with pytest.raises(ValueError, match=r"train.batch_size \(6\) must be divisible"):
+        GANTrainer(
+            config.model, dataclasses.replace(config.train, batch_size=6), 32, FourReplicas()
+        )
+
+
+def test_mirrored_strategy_matches_a_single_device():
+    """Two logical CPUs must be set before TensorFlow starts, hence a fresh process."""
+    script = textwrap.dedent(
+        """
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        two_cpus = [tf.config.LogicalDeviceConfiguration()] * 2
+        tf.config.set_logical_device_configuration(cpu, two_cpus)
+        from tests.test_training import images, tiny_config
+        from sagan.trainer import GANTrainer
+
+        def losses(strategy):
+            config = tiny_config()
+            trainer = GANTrainer(config.model, config.train, 32, strategy)
+            iterator = iter(strategy.experimental_distribute_dataset(images()))
+            return [
+                {k: float(v) for k, v in trainer.train_step(iterator).items()} for _ in range(3)
+            ]
+
+        single = losses(tf.distribute.get_strategy())
+        mirrored = losses(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+        for a, b in zip(single, mirrored):
+            for key in a:
+                assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (key, a, b)
+        print("OK", single[-1], mirrored[-1])
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=REPO
+    )
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
