@@ -1,18 +1,44 @@
-"""dvc.yaml's prepare stage agrees with the code: outputs, code deps and params."""
+"""dvc.yaml agrees with the code: every stage's outputs, code deps and params."""
 
 from __future__ import annotations
 
 import ast
-import dataclasses
 from pathlib import Path
 
+import pytest
 import yaml
 
-from sagan.config import DataConfig
-from sagan.paths import PREPARED_DIR
+from sagan import paths
+from sagan.config import Config, flatten
 
 REPO = Path(__file__).resolve().parents[1]
-OUTPUT_NEUTRAL = {"workers"}  # params that change the speed of prepare, never its output
+STAGES = ("prepare", "train", "generate", "encoder", "reference", "evaluate")
+PACKAGE_MARKERS = {REPO / "sagan" / "__init__.py", REPO / "stages" / "__init__.py"}  # no code
+
+# Params that change how fast or where a stage reports, never what it writes.
+OUTPUT_NEUTRAL = {
+    "data.workers",
+    "generate.batch_size",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+}
+# The params each stage reads: whole sections, or single keys of other sections.
+READS = {
+    "prepare": ["data"],
+    "train": ["data.image_size", "model", "train"],
+    "generate": ["generate"],
+    "encoder": ["data.image_size", "encoder"],
+    "reference": ["evaluate.extractor", "evaluate.inception_graph"],
+    "evaluate": ["data.image_size", "evaluate"],
+}
+OUTS = {
+    "prepare": [paths.PREPARED_DIR],
+    "train": [paths.MODELS_DIR, paths.TRAIN_METRICS, paths.TRAIN_PLOTS_DIR, paths.CHECKPOINTS_DIR],
+    "generate": [paths.SAMPLES_DIR],
+    "encoder": [paths.ENCODER_DIR, paths.ENCODER_METRICS],
+    "reference": [paths.REFERENCE_DIR],
+    "evaluate": [paths.EVAL_METRICS],
+}
 
 
 def _stage(name: str) -> dict:
@@ -30,10 +56,11 @@ def _local_imports(path: Path) -> set[Path]:
         else:
             continue
         for name in names:
-            module = REPO / (name.replace(".", "/") + ".py")
-            if name.split(".")[0] in {"sagan", "stages"} and module.is_file():
-                found.add(module)
-    return found
+            base = REPO / name.replace(".", "/")
+            for module in (base.with_suffix(".py"), base / "__init__.py"):
+                if name.split(".")[0] in {"sagan", "stages"} and module.is_file():
+                    found.add(module)
+    return found - PACKAGE_MARKERS
 
 
 def _closure(start: Path) -> set[Path]:
@@ -46,15 +73,29 @@ def _closure(start: Path) -> set[Path]:
     return seen
 
 
-def test_prepare_outs_are_the_paths_the_code_writes() -> None:
-    assert _stage("prepare")["outs"] == [PREPARED_DIR.as_posix()]
+def _out_paths(stage: dict) -> list[str]:
+    return [next(iter(out)) if isinstance(out, dict) else out for out in stage["outs"]]
 
 
-def test_prepare_deps_are_the_modules_the_stage_runs() -> None:
-    modules = _closure(REPO / "stages" / "prepare.py")
-    assert set(_stage("prepare")["deps"]) == {p.relative_to(REPO).as_posix() for p in modules}
+@pytest.mark.parametrize("name", STAGES)
+def test_outs_are_the_paths_the_code_writes(name) -> None:
+    assert _out_paths(_stage(name)) == [path.as_posix() for path in OUTS[name]]
 
 
-def test_prepare_params_are_the_data_keys_that_shape_the_output() -> None:
-    fields = {f.name for f in dataclasses.fields(DataConfig)} - OUTPUT_NEUTRAL
-    assert set(_stage("prepare")["params"]) == {f"data.{name}" for name in fields}
+@pytest.mark.parametrize("name", STAGES)
+def test_code_deps_are_the_modules_the_stage_runs(name) -> None:
+    stage = _stage(name)
+    assert stage["cmd"] == f"python -m stages.{name}"
+    modules = _closure(REPO / "stages" / f"{name}.py")
+    code_deps = {dep for dep in stage["deps"] if dep.endswith(".py")}
+    assert code_deps == {p.relative_to(REPO).as_posix() for p in modules}
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_params_are_the_keys_that_shape_the_output(name) -> None:
+    expected = {
+        key
+        for key in flatten(Config())
+        if any(key == read or key.startswith(f"{read}.") for read in READS[name])
+    } - OUTPUT_NEUTRAL
+    assert set(_stage(name)["params"]) == expected
