@@ -110,9 +110,9 @@ class SpectralNormalization(keras.layers.Wrapper):
         return {**super().get_config(), "power_iterations": self.power_iterations}
 
 
-def _conv1x1(filters: int, name: str, spectral_norm: bool) -> keras.layers.Layer:
-    conv = keras.layers.Conv2D(filters, 1, name=name)
-    return SpectralNormalization(conv, name=f"sn_{name}") if spectral_norm else conv
+def _conv1x1(filters: int, name: str, spectral_norm: bool, dtype) -> keras.layers.Layer:
+    conv = keras.layers.Conv2D(filters, 1, name=name, dtype=dtype)
+    return SpectralNormalization(conv, name=f"sn_{name}", dtype=dtype) if spectral_norm else conv
 
 
 @keras.saving.register_keras_serializable(package="sagan")
@@ -141,14 +141,17 @@ class SelfAttention(keras.layers.Layer):
         if channels < 8:
             raise ValueError(f"SelfAttention needs at least 8 channels, got {channels}")
         value_channels = channels // 2 if self.variant == "official" else channels
-        self.query = _conv1x1(channels // 8, "query", self.spectral_norm)
-        self.key = _conv1x1(channels // 8, "key", self.spectral_norm)
-        self.value = _conv1x1(value_channels, "value", self.spectral_norm)
+        # The inner convs follow this layer's policy, not whatever the global one is when a
+        # saved model is loaded (a mixed_bfloat16 generator loaded in a float32 process).
+        policy = self.dtype_policy
+        self.query = _conv1x1(channels // 8, "query", self.spectral_norm, policy)
+        self.key = _conv1x1(channels // 8, "key", self.spectral_norm, policy)
+        self.value = _conv1x1(value_channels, "value", self.spectral_norm, policy)
         for conv in (self.query, self.key, self.value):
             conv.build(input_shape)
         value_shape = (*input_shape[:-1], value_channels)
         if self.variant == "official":
-            self.output_conv = _conv1x1(channels, "output", self.spectral_norm)
+            self.output_conv = _conv1x1(channels, "output", self.spectral_norm, policy)
             self.output_conv.build(value_shape)
         self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
         self.built = True

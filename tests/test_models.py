@@ -89,3 +89,14 @@ def test_models_save_and_load_in_safe_mode(tmp_path, builder):
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(loaded(inputs).numpy(), model(inputs).numpy())
+
+
+def test_a_mixed_precision_model_loads_and_runs_in_a_float32_process(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        generator = build_generator(dataclasses.replace(TINY, attention_spectral_norm=True))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    generator.save(tmp_path / "generator.keras")
+    loaded = keras.models.load_model(tmp_path / "generator.keras", safe_mode=True)
+    np.testing.assert_array_equal(loaded(_noise()).numpy(), generator(_noise()).numpy())

@@ -1,0 +1,151 @@
+"""The whole pipeline through the real `dvc repro`, in a temporary git repository.
+
+A tiny configuration (a few hundred faces, a few steps) keeps it to a couple of minutes; it
+checks what a user relies on: every declared output, finite metrics, a no-op second repro,
+which stages a param edit invalidates, `dvc exp run -S`, and the MLflow runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "data": {"num_train": 192, "num_test": 48, "images_per_shard": 64, "image_size": 32},
+    "model": {"latent_dim": 16, "g_width": 8, "d_width": 8, "attention_resolutions": [16]},
+    "train": {"batch_size": 16, "steps": 4, "log_every": 2, "sample_every": 2},
+    "generate": {"num_samples": 40, "batch_size": 20, "interpolation_steps": 4},
+    "encoder": {"steps": 20, "batch_size": 16},
+    "evaluate": {"num_samples": 40, "kid_subset_size": 16, "kid_subsets": 4},
+}
+
+
+def _run(*command: str, cwd: Path) -> str:
+    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
+    result = subprocess.run(
+        command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def _edit_params(repo: Path, changes: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _repro(repo: Path) -> set[str]:
+    """Run `dvc repro`; the stages it ran (not those it skipped or restored from its cache)."""
+    return set(re.findall(r"Running stage '(\w+)'", _run("dvc", "repro", cwd=repo)))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A copy of the project's tracked files in a fresh git repository, with tiny params."""
+    root = tmp_path_factory.mktemp("e2e") / "repo"
+    tracked = _run("git", "ls-files", cwd=REPO).splitlines()
+    for name in tracked:
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    (root / "dvc.lock").unlink(missing_ok=True)
+    _edit_params(root, TINY)
+    _run("git", "init", "-q", cwd=root)
+    _run("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=root)
+    _run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny", cwd=root)
+    _run("dvc", "repro", cwd=root)
+    return root
+
+
+def test_every_declared_output_exists(repo):
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        for out in stage["outs"]:
+            path = repo / (next(iter(out)) if isinstance(out, dict) else out)
+            assert path.exists(), f"{name} did not write {path}"
+    assert len(list((repo / "samples" / "images").glob("*.png"))) == 40
+    assert (repo / "models" / "generator.keras").is_file()
+
+
+def test_metrics_are_finite_numbers(repo):
+    evaluation = json.loads((repo / "metrics" / "eval.json").read_text())
+    for key in ("fid", "kid", "kid_std", "precision", "recall", "coherence"):
+        assert isinstance(evaluation[key], float) and math.isfinite(evaluation[key]), key
+    assert evaluation["num_samples"] == 40 and evaluation["extractor"] == "encoder"
+    training = json.loads((repo / "metrics" / "train.json").read_text())
+    assert training["steps"] == 4
+    assert all(math.isfinite(value) for value in training.values())
+
+
+def test_a_second_repro_does_nothing(repo):
+    output = _run("dvc", "repro", cwd=repo)
+    assert "didn't change, skipping" in output and "Running stage" not in output
+
+
+def test_param_edits_rerun_only_the_stages_that_read_them(repo):
+    original = (repo / "params.yaml").read_text()
+    try:
+        _edit_params(repo, {"train": {"checkpoint_every": 7}})
+        assert _repro(repo) == set()
+        (repo / "params.yaml").write_text(original)
+        _edit_params(repo, {"evaluate": {"pr_k": 4}})
+        assert _repro(repo) == {"evaluate"}
+        (repo / "params.yaml").write_text(original)
+        assert _repro(repo) == {"evaluate"}
+        _edit_params(repo, {"train": {"d_lr": 4.0e-4}})
+        assert _repro(repo) == {"train", "generate", "evaluate"}
+    finally:
+        (repo / "params.yaml").write_text(original)
+        # Back to the first params: train finds their finished checkpoint and trains no step
+        # (the MLflow history below still ends at step 4), so the outputs come back unchanged.
+        _repro(repo)
+
+
+def test_a_temporary_experiment_reports_to_the_repository_store(repo):
+    # --temp runs in a copy under .dvc/tmp/exps; its MLflow run must still land in repo/mlflow.db
+    _run("dvc", "exp", "run", "--temp", "-S", "train.d_lr=0.0003", cwd=repo)
+    experiments = json.loads(_run("dvc", "exp", "show", "--json", cwd=repo))
+    names = [
+        experiment.get("name")
+        for baseline in experiments
+        for experiment in (baseline.get("experiments") or [])
+    ]
+    assert names, experiments
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("sagan")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
+    # one run per execution of train: the first repro, the d_lr edit, the experiment
+    assert [run.data.params["train.d_lr"] for run in runs] == ["0.0001", "0.0004", "0.0003"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags.get("git_commit")
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "d_loss")] == [2, 4]
+        assert math.isfinite(run.data.metrics["eval_fid"])
+        generated = [a.path for a in client.list_artifacts(run.info.run_id, "generate")]
+        assert "generate/grid.png" in generated
+    assert runs[-1].data.tags.get("dvc_exp_name") in names
+
+    import sagan.layers  # noqa: F401  (registers the custom layers, as the README shows)
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    generator = mlflow.keras.load_model(f"runs:/{runs[-1].info.run_id}/generator")
+    faces = generator(np.zeros((2, 16), np.float32)).numpy()
+    assert faces.shape == (2, 32, 32, 3) and np.abs(faces).max() <= 1.0

@@ -1,0 +1,97 @@
+"""The train stage as a process: killed with SIGKILL, rerun, it resumes and ends where an
+uninterrupted run ends, bit for bit, in the same MLflow run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import yaml
+from mlflow.tracking import MlflowClient
+
+from sagan.config import load_config
+from sagan.data.prepare import prepare
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 24
+
+
+def _workspace(root: Path) -> Path:
+    """A working directory with tiny params and prepared data, as `dvc repro` would leave it."""
+    root.mkdir()
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(num_train=64, num_test=16, image_size=32, images_per_shard=32)
+    params["model"].update(latent_dim=16, g_width=8, d_width=8)
+    params["train"].update(
+        batch_size=8,
+        steps=STEPS,
+        checkpoint_every=4,
+        log_every=4,
+        sample_every=12,
+        deterministic=True,
+    )
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    prepare(load_config(root / "params.yaml").data, root / "data" / "prepared")
+    return root
+
+
+def _train(cwd: Path) -> subprocess.Popen:
+    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    environment["PYTHONPATH"] = str(REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stages.train"],
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _checkpoint_steps(cwd: Path) -> list[int]:
+    return sorted(int(p.stem.split("-")[1]) for p in cwd.glob("checkpoints/*/ckpt-*.index"))
+
+
+def _generator_weights(cwd: Path) -> list[np.ndarray]:
+    import sagan.layers  # noqa: F401  (registers the custom layers)
+
+    model = keras.models.load_model(cwd / "models" / "generator.keras", safe_mode=True)
+    return [w.numpy() for w in model.weights]
+
+
+def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path):
+    straight = _workspace(tmp_path / "straight")
+    killed = _workspace(tmp_path / "killed")
+
+    process = _train(killed)
+    deadline = time.monotonic() + 300
+    while not [step for step in _checkpoint_steps(killed) if 8 <= step < STEPS]:
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "no checkpoint appeared in time"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    interrupted_at = max(_checkpoint_steps(killed))
+    assert interrupted_at < STEPS
+
+    resumed = _train(killed)
+    log = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, log
+    assert f"ckpt-{interrupted_at}" in log  # resumed, not started over
+    reference = _train(straight)
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+
+    for a, b in zip(_generator_weights(straight), _generator_weights(killed), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("sagan").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # the killed run was resumed
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "g_loss")]
+    assert steps[-1] == STEPS
