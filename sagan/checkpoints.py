@@ -66,6 +66,14 @@ class Checkpoints:
     def restore_latest(self) -> bool:
         """Restore the newest checkpoint; False (and a fresh start) when there is none."""
         latest = self.manager.latest_checkpoint
+        if latest is None and list(self.directory.glob("ckpt-*.index")):
+            # TensorFlow reads a damaged state file as "no checkpoint" with a mere warning:
+            # starting over would silently throw the finished steps away.
+            raise CheckpointError(
+                f"{self.directory / 'checkpoint'} is missing or damaged, yet the folder holds "
+                f"checkpoints. Restore it (its first line is model_checkpoint_path: "
+                f'"ckpt-<newest step>"), or delete {self.directory} to start afresh.'
+            )
         if latest is None:
             others = sorted(p.name for p in self.directory.parent.glob("*") if p.is_dir())
             others = [name for name in others if name != self.directory.name]
@@ -81,7 +89,8 @@ class Checkpoints:
         self._check_identity()
         try:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as error:
+        # IndexError: what TensorFlow raises for a truncated .data file.
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:
             raise CheckpointError(
                 f"checkpoint {latest} does not fit the current model ({error}). "
                 f"Delete {self.directory} to start this run afresh."
@@ -90,13 +99,20 @@ class Checkpoints:
         return True
 
     def save(self, step: int) -> str:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        identity_path = self.directory / IDENTITY_FILE
-        if not identity_path.exists():
-            temporary = identity_path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(self.identity, indent=2, sort_keys=True))
-            temporary.replace(identity_path)
-        return self.manager.save(checkpoint_number=step)
+        """Write the checkpoint of ``step``; a failed write (a full disk) leaves the older ones."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            identity_path = self.directory / IDENTITY_FILE
+            if not identity_path.exists():
+                temporary = identity_path.with_suffix(".tmp")
+                temporary.write_text(json.dumps(self.identity, indent=2, sort_keys=True))
+                temporary.replace(identity_path)
+            return self.manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as error:
+            raise CheckpointError(
+                f"cannot write the checkpoint of step {step} to {self.directory} ({error}); "
+                f"the earlier ones are kept: {self.manager.checkpoints or 'none yet'}"
+            ) from error
 
     def _check_identity(self) -> None:
         identity_path = self.directory / IDENTITY_FILE

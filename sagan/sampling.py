@@ -25,7 +25,10 @@ def load_generator(models_dir: Path) -> keras.Model:
     for name in (EMA_GENERATOR, GENERATOR):
         path = Path(models_dir) / name
         if path.is_file():
-            return keras.models.load_model(path, safe_mode=True)
+            try:
+                return keras.models.load_model(path, safe_mode=True)
+            except ValueError as error:
+                raise ValueError(f"cannot load {path}: {error}") from error
     raise FileNotFoundError(f"no {GENERATOR} in {models_dir}: run the train stage first")
 
 

@@ -8,15 +8,18 @@ the same run with :func:`reopen_run`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from filelock import FileLock
 
 from sagan.config import Config, flatten
 
@@ -119,8 +122,18 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id, status)
 
 
-def start_run(config: Config, tags: dict[str, str], run_id: str | None = None) -> MlflowTracker:
-    """Open (or, given ``run_id``, reopen) the pipeline's run; fail now if the store is down."""
+def start_run(
+    config: Config,
+    tags: dict[str, str],
+    run_id: str | None = None,
+    run_file: Path | None = None,
+) -> MlflowTracker:
+    """Open (or, given ``run_id``, reopen) the pipeline's run; fail now if the store is down.
+
+    A new run's id goes to ``run_file`` as soon as the run exists, before its params are
+    logged, so that a process killed meanwhile leaves a run the next attempt reopens rather
+    than one left RUNNING for good.
+    """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -128,20 +141,24 @@ def start_run(config: Config, tags: dict[str, str], run_id: str | None = None) -
     uri = resolve_tracking_uri(config.mlflow.tracking_uri, root)
     try:
         _check_server(uri)
-        client = MlflowClient(uri)
-        if run_id is not None:
-            client.update_run(run_id, status="RUNNING")
-            return MlflowTracker(uri, run_id)
-        experiment = client.get_experiment_by_name(config.mlflow.experiment)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            # Artifacts beside the store, not in the working directory (which may be a
-            # throw-away `dvc exp run` copy).
-            else client.create_experiment(
-                config.mlflow.experiment, artifact_location=_artifact_root(uri, root)
+        # Opening a store first creates its tables, and the first run its experiment: two
+        # processes doing either at once (`dvc queue start -j 2` on a fresh mlflow.db) fail
+        # with "table already exists" or a duplicate experiment, so they take turns.
+        with _store_lock(uri):
+            client = MlflowClient(uri)
+            if run_id is not None:
+                client.update_run(run_id, status="RUNNING")
+                return MlflowTracker(uri, run_id)
+            experiment = client.get_experiment_by_name(config.mlflow.experiment)
+            experiment_id = (
+                experiment.experiment_id
+                if experiment is not None
+                # Artifacts beside the store, not in the working directory (which may be a
+                # throw-away `dvc exp run` copy).
+                else client.create_experiment(
+                    config.mlflow.experiment, artifact_location=_artifact_root(uri, root)
+                )
             )
-        )
         run = client.create_run(experiment_id, tags=tags)
     except (MlflowException, OSError) as error:
         raise TrackingError(
@@ -149,8 +166,20 @@ def start_run(config: Config, tags: dict[str, str], run_id: str | None = None) -
             f"{error}"
         ) from error
     tracker = MlflowTracker(uri, run.info.run_id)
+    if run_file is not None:
+        write_run_file(run_file, tracker)
     tracker.log_params(flatten(config))
     return tracker
+
+
+def _store_lock(uri: str) -> FileLock:
+    """A lock shared by every process on this machine that opens the store ``uri``.
+
+    It lives in the temporary directory, not beside the store, so that it never shows up
+    as an untracked file in the repository.
+    """
+    name = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return FileLock(Path(tempfile.gettempdir()) / f"sagan-mlflow-{name}.lock")
 
 
 def _artifact_root(uri: str, root: Path) -> str | None:

@@ -118,9 +118,12 @@ class GANTrainer:
 
     def _d_loss(self, real_images, fake_images, alpha) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """L_D [+ λ·GP], and D's logits on the real and the fake half."""
-        # One D call on [real; fake]: D has no BatchNorm, so this equals two calls.
-        logits = self.discriminator(tf.concat([real_images, fake_images], 0), training=True)
-        real_logits, fake_logits = tf.split(logits, 2)
+        # In D, `training` only drives the spectral norms' power iteration (D has no
+        # BatchNorm): the fake call refines u once and the real call reuses it, so both
+        # halves see the same σ. Two calls rather than one on [real; fake] let G's gradient
+        # run back through the fake half alone.
+        fake_logits = self.discriminator(fake_images, training=True)
+        real_logits = self.discriminator(real_images, training=False)
         loss = self.losses.discriminator(real_logits, fake_logits)
         if self.config.gp_weight > 0:
             penalty = gradient_penalty(self.discriminator, real_images, fake_images, alpha)

@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from sagan import paths
@@ -24,9 +25,8 @@ logger = logging.getLogger("stages.generate")
 GRID_SIDE = 8
 
 
-def write_samples(config: GenerateConfig, out_dir: Path) -> None:
+def write_samples(generator: keras.Model, config: GenerateConfig, out_dir: Path) -> None:
     """All samples, the grid and the interpolation strip into ``out_dir``, atomically."""
-    generator = load_generator(paths.MODELS_DIR)
     with atomic_directory(out_dir) as staging:
         images_dir = staging / paths.SAMPLE_IMAGES.relative_to(paths.SAMPLES_DIR)
         first = []
@@ -45,12 +45,15 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config()
+        # Before the run is reopened: a missing model, or one refused in safe mode (it would
+        # run code on load), is one line and exit 1, and leaves the run as train left it.
+        generator = load_generator(paths.MODELS_DIR)
         tracker = reopen_run(config, paths.RUN_FILE)
-    except (ConfigError, TrackingError) as error:
+    except (ConfigError, TrackingError, FileNotFoundError, ValueError) as error:
         logger.error("%s", error)
         return 1
     try:
-        write_samples(config.generate, paths.SAMPLES_DIR)
+        write_samples(generator, config.generate, paths.SAMPLES_DIR)
         for name in ("grid.png", "interpolation.png"):
             tracker.log_artifact(paths.SAMPLES_DIR / name, "generate")
     except BaseException:

@@ -44,10 +44,7 @@ def open_tracking(config: Config, manifest_path: Path) -> MlflowTracker:
             return reopen_run(config, run_file)
         except TrackingError as error:
             logger.warning("cannot reopen the interrupted run (%s); starting a new one", error)
-    digest = _sha256(manifest_path)
-    tracker = start_run(config, run_tags(digest))
-    write_run_file(run_file, tracker)
-    return tracker
+    return start_run(config, run_tags(_sha256(manifest_path)), run_file=run_file)
 
 
 def save_outputs(trainer: GANTrainer, metrics: dict[str, float]) -> None:
@@ -78,14 +75,16 @@ def main() -> int:
 
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
-    trainer = GANTrainer(
-        config.model, config.train, config.data.image_size, make_strategy(config.train.strategy)
-    )
-    dataset = make_dataset(
-        paths.PREPARED_DIR, "train", config.train.batch_size, seed=config.train.seed
-    )
     train_paths = TrainPaths(checkpoints=paths.CHECKPOINTS_DIR, plots=paths.TRAIN_PLOTS_DIR)
+    # Everything after the run is open sits in this try, so that no failure or Ctrl-C
+    # (building the models takes seconds) leaves the run marked RUNNING.
     try:
+        trainer = GANTrainer(
+            config.model, config.train, config.data.image_size, make_strategy(config.train.strategy)
+        )
+        dataset = make_dataset(
+            paths.PREPARED_DIR, "train", config.train.batch_size, seed=config.train.seed
+        )
         metrics = train(
             config, trainer, dataset, manifest["splits"]["train"]["count"], train_paths, tracker
         )

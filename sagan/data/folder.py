@@ -32,7 +32,10 @@ def list_folder(config: DataConfig) -> Listing:
         reason = ignore_reason(name)
         if reason:
             del refs[name]
-            ignored.setdefault(reason, []).append(name)
+            # Escaped: a name that is not UTF-8 could not be written to the manifest.
+            ignored.setdefault(reason, []).append(
+                os.fsencode(name).decode(errors="backslashreplace")
+            )
     if not refs:
         raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in data.path {root}")
     ordered = sorted(refs, key=functools.partial(_shuffle_key, config.seed))
@@ -57,6 +60,10 @@ def ignore_reason(name: str) -> str | None:
     parts = name.replace("\\", "/").split("/")
     if parts[0] == "" or parts[0].endswith(":") or ".." in parts:
         return "unsafe path (absolute or with ..)"
+    try:
+        name.encode()  # os.walk turns bytes that are not UTF-8 into unencodable surrogates
+    except UnicodeEncodeError:
+        return "file name is not valid UTF-8"
     if "__MACOSX" in parts or parts[-1].startswith("._"):
         return "macOS metadata"
     if os.path.splitext(parts[-1])[1].lower() not in IMAGE_SUFFIXES:

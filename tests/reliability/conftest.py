@@ -1,0 +1,90 @@
+"""Helpers of the reliability suite: a tiny copy of the project in a fresh git repository,
+and commands run in it the way a user runs them (no inherited MLFLOW_TRACKING_URI)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+# Smaller than the end-to-end test's TINY: every `dvc repro` here takes seconds, not minutes.
+TINY = {
+    "data": {"num_train": 64, "num_test": 32, "images_per_shard": 32, "image_size": 32},
+    "model": {"latent_dim": 16, "g_width": 8, "d_width": 8, "attention_resolutions": [16]},
+    "train": {
+        "batch_size": 8,
+        "steps": 12,
+        "checkpoint_every": 2,
+        "log_every": 2,
+        "sample_every": 6,
+        "deterministic": True,
+    },
+    "generate": {"num_samples": 16, "batch_size": 16, "interpolation_steps": 3},
+    "encoder": {"steps": 6, "batch_size": 16, "feature_dim": 16},
+    "evaluate": {"num_samples": 16, "kid_subset_size": 8, "kid_subsets": 2},
+}
+
+
+def environment() -> dict[str, str]:
+    """The test's environment minus MLFLOW_TRACKING_URI, with the venv's tools on PATH."""
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def run(*command: str, cwd: Path, check: bool = True, timeout: float = 600):
+    result = subprocess.run(
+        command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout
+    )
+    if check:
+        assert result.returncode == 0, (
+            f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def edit_params(repo: Path, changes: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def commit(repo: Path, message: str = "change") -> None:
+    git = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
+    run(*git, "add", "-A", cwd=repo)
+    run(*git, "commit", "-qm", message, cwd=repo)
+
+
+def make_repo(root: Path, changes: dict | None = None) -> Path:
+    """The project's tracked files in a fresh, committed git repository with TINY params."""
+    tracked = run("git", "ls-files", cwd=REPO).stdout.splitlines()
+    for name in tracked:
+        if (REPO / name).is_file() and not name.startswith("tests/"):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    (root / "dvc.lock").unlink(missing_ok=True)
+    edit_params(root, TINY)
+    if changes:
+        edit_params(root, changes)
+    run("git", "init", "-q", cwd=root)
+    commit(root, "tiny")
+    return root
+
+
+@pytest.fixture
+def tiny_repo(tmp_path) -> Callable[..., Path]:
+    """``tiny_repo(name="repo", changes=None)``: a fresh tiny project under tmp_path."""
+
+    def make(name: str = "repo", changes: dict | None = None) -> Path:
+        return make_repo(tmp_path / name, changes)
+
+    return make
