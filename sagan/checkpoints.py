@@ -65,15 +65,7 @@ class Checkpoints:
 
     def restore_latest(self) -> bool:
         """Restore the newest checkpoint; False (and a fresh start) when there is none."""
-        latest = self.manager.latest_checkpoint
-        if latest is None and list(self.directory.glob("ckpt-*.index")):
-            # TensorFlow reads a damaged state file as "no checkpoint" with a mere warning:
-            # starting over would silently throw the finished steps away.
-            raise CheckpointError(
-                f"{self.directory / 'checkpoint'} is missing or damaged, yet the folder holds "
-                f"checkpoints. Restore it (its first line is model_checkpoint_path: "
-                f'"ckpt-<newest step>"), or delete {self.directory} to start afresh.'
-            )
+        latest = self.manager.latest_checkpoint or self._newest_without_state_file()
         if latest is None:
             others = sorted(p.name for p in self.directory.parent.glob("*") if p.is_dir())
             others = [name for name in others if name != self.directory.name]
@@ -97,6 +89,20 @@ class Checkpoints:
             ) from error
         logger.info("resumed from %s", latest)
         return True
+
+    def _newest_without_state_file(self) -> str | None:
+        """The newest ``ckpt-N`` when the ``checkpoint`` state file is missing or damaged.
+
+        TensorFlow reads such a state file as "no checkpoint" with a mere warning, and a kill
+        during the very first save leaves one behind: starting over would silently throw the
+        finished steps away. An ``.index`` is written after its data, so it marks a whole one.
+        """
+        numbers = [int(p.stem.split("-")[1]) for p in self.directory.glob("ckpt-*.index")]
+        if not numbers:
+            return None
+        newest = str(self.directory / f"ckpt-{max(numbers)}")
+        logger.warning("%s is missing or damaged; using %s", self.directory / "checkpoint", newest)
+        return newest
 
     def save(self, step: int) -> str:
         """Write the checkpoint of ``step``; a failed write (a full disk) leaves the older ones."""
