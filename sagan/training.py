@@ -12,6 +12,7 @@ import csv
 import logging
 import math
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,8 @@ def train(
             if step % config.train.checkpoint_every == 0 or step == end:
                 checkpoints.save(step)
     except KeyboardInterrupt:
+        # A second Ctrl-C (or DVC passing the first one on) must not cut this save short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         logger.warning("interrupted: saving a checkpoint at step %d", int(trainer.step.numpy()))
         checkpoints.save(int(trainer.step.numpy()))
         raise

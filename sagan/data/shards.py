@@ -10,6 +10,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from sagan.data.errors import DataError
 from sagan.data.records import shard_name
 
 
@@ -28,10 +29,13 @@ def write_shards(
             break
         path = directory / f"{split}-{index:05d}.partial"
         count = 0
-        with tf.io.TFRecordWriter(str(path)) as writer:
-            for record in itertools.chain([first], itertools.islice(records, per_shard - 1)):
-                writer.write(record)
-                count += 1
+        try:
+            with tf.io.TFRecordWriter(str(path)) as writer:
+                for record in itertools.chain([first], itertools.islice(records, per_shard - 1)):
+                    writer.write(record)
+                    count += 1
+        except (OSError, tf.errors.OpError) as error:  # a full disk, above all
+            raise DataError(f"cannot write the shard {path}: {error}") from error
         partials.append((path, count))
     shards = []
     for index, (path, count) in enumerate(partials):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -49,6 +50,26 @@ def run(*command: str, cwd: Path, check: bool = True, timeout: float = 600):
             f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+def start(*command: str, cwd: Path, new_session: bool = False) -> subprocess.Popen:
+    """``command`` running in the background, stdout and stderr together as text.
+
+    ``new_session``: its own process group, so that a signal to the group reaches the stage
+    that DVC runs as well as DVC. SIGINT is reset to its default in the child: a shell that
+    runs the tests in the background hands it down ignored, and Python then never raises
+    KeyboardInterrupt.
+    """
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=new_session,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def edit_params(repo: Path, changes: dict) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sagan.config import Config
-from tests.reliability.conftest import commit, environment, run
+from tests.reliability.conftest import commit, run, start
 
 STORE_LOCKED = ("database is locked", "already exists", "Online migration")
 
@@ -114,14 +113,7 @@ def test_two_queued_experiments_run_side_by_side_are_recorded_whole(tiny_repo):
 
 def test_a_second_repro_in_the_same_workspace_fails_on_dvcs_lock(tiny_repo):
     repo = tiny_repo()
-    first = subprocess.Popen(
-        ["dvc", "repro", "prepare"],
-        cwd=repo,
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    first = start("dvc", "repro", "prepare", cwd=repo)
     # Wait until the first holds the lock (it is running a stage), then start the second.
     deadline = time.monotonic() + 120
     while not (repo / "data").exists():

@@ -12,7 +12,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import threading
 import time
 import zipfile
@@ -23,7 +22,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sagan.data.shards import sha256
-from tests.reliability.conftest import edit_params, environment, run
+from tests.reliability.conftest import edit_params, run, start
 
 STAGES = {"prepare", "train", "generate", "encoder", "reference", "evaluate"}
 # Once this appears, the stage is writing its output: the kill lands within the next
@@ -46,15 +45,7 @@ class Repro:
 
     def __init__(self, repo: Path):
         self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            ["dvc", "repro"],
-            cwd=repo,
-            env=environment(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        self.process = start("dvc", "repro", cwd=repo, new_session=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -185,15 +176,7 @@ def test_ctrl_c_during_training_saves_a_checkpoint_and_marks_the_run(tiny_repo):
     # No periodic checkpoint: the only one before the end is the one Ctrl-C saves.
     repo = tiny_repo(changes={"train": {"steps": 2000, "checkpoint_every": 5000}})
     run("dvc", "repro", "prepare", cwd=repo)
-    repro = subprocess.Popen(
-        ["dvc", "repro", "train"],
-        cwd=repo,
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    repro = start("dvc", "repro", "train", cwd=repo, new_session=True)
     deadline = time.monotonic() + 300
     while not list(repo.glob("checkpoints/*/plots/samples/*.png")):  # the loop is running
         assert repro.poll() is None and time.monotonic() < deadline, repro.stdout.read()

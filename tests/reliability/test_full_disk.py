@@ -15,6 +15,7 @@ import pytest
 
 from sagan.checkpoints import CheckpointError
 from sagan.config import Config, DataConfig, ModelConfig, TrainConfig
+from sagan.data.errors import DataError
 from sagan.data.prepare import prepare
 from sagan.trainer import GANTrainer
 from sagan.training import TrainPaths, train
@@ -82,9 +83,8 @@ def test_a_full_disk_while_writing_shards_keeps_the_previous_output(small_disk):
     out = small_disk / "prepared"
     before = prepare(config, out)
     filler = _fill(small_disk)
-    # TensorFlow's ResourceExhaustedError from the shard writer: a traceback whose last line
-    # names the shard and "No space left on device".
-    with pytest.raises(Exception, match="No space left"):
+    # The stage turns a DataError into one line and exit status 1.
+    with pytest.raises(DataError, match=r"cannot write the shard .*No space left"):
         prepare(dataclasses.replace(config, num_train=64), out)
     filler.unlink()
     assert (out / "manifest.json").is_file() and prepare(config, out) == before
