@@ -17,7 +17,11 @@ FLOPs per step come from TensorFlow's graph profiler on one forward pass of each
 same process (the CPU's nominal 2.1 GHz × AVX2 FMA width understates what its AVX-512 units
 and turbo clock deliver: the straightforward step alone measures above that). Usage:
 
-    python -m benchmarks.train_step [--batch 64] [--steps 20]
+    python -m benchmarks.train_step [--batch 64] [--steps 10] [--rounds 5]
+
+The variants take turns: each round times every variant for ``--steps`` steps, and the
+figures are medians over the rounds, so a burst of load from elsewhere on a shared machine
+hits one round of every variant rather than the whole of one.
 """
 
 from __future__ import annotations
@@ -90,9 +94,7 @@ def straightforward_step(config: ModelConfig, batch: int):
     return lambda iterator: step(next(iterator))
 
 
-def images_per_second(step, iterator, batch: int, steps: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step(iterator)
+def images_per_second(step, iterator, batch: int, steps: int) -> float:
     started = time.perf_counter()
     for _ in range(steps):
         outputs = step(iterator)
@@ -103,7 +105,8 @@ def images_per_second(step, iterator, batch: int, steps: int, warmup: int = 3) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     model = ModelConfig()
@@ -119,7 +122,7 @@ def main() -> None:
     print(f"one train step at batch {args.batch}: {flops / 1e9:.1f} GFLOP")
     print(f"peak (a 4096² float32 matmul on {os.cpu_count()} cores): {peak / 1e9:.0f} GFLOP/s")
 
-    variants = {"straightforward": lambda: straightforward_step(model, args.batch)}
+    variants = {"straightforward": straightforward_step(model, args.batch)}
     for name, options in {
         "sagan": {},
         "sagan jit_compile": {"jit_compile": True},
@@ -127,13 +130,24 @@ def main() -> None:
         "sagan mixed_bfloat16": {"mixed_precision": "mixed_bfloat16"},
     }.items():
         train = TrainConfig(batch_size=args.batch, **options)
-        variants[name] = lambda train=train: GANTrainer(model, train, 64).train_step
-    rates = {}
-    for name, make in variants.items():
-        rates[name] = images_per_second(make(), iter(dataset), args.batch, args.steps)
-        mfu = rates[name] / args.batch * flops / peak
-        ratio = rates[name] / rates["straightforward"]
-        print(f"{name:28s} {rates[name]:7.1f} images/s  {ratio:4.2f}x  effective MFU {mfu:6.1%}")
+        variants[name] = GANTrainer(model, train, 64).train_step
+    iterator = iter(dataset)
+    for step in variants.values():  # trace, compile and warm up
+        images_per_second(step, iterator, args.batch, 3)
+    rounds = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, step in variants.items():
+            rounds[name].append(images_per_second(step, iterator, args.batch, args.steps))
+    baseline = np.array(rounds["straightforward"])
+    print(f"medians over {args.rounds} rounds of {args.steps} steps; ratios per round, then median")
+    for name, rates in rounds.items():
+        rate = np.median(rates)
+        ratios = np.array(rates) / baseline
+        mfu = rate / args.batch * flops / peak
+        print(
+            f"{name:28s} {rate:7.1f} images/s  {np.median(ratios):4.2f}x "
+            f"(rounds {ratios.min():.2f}–{ratios.max():.2f})  effective MFU {mfu:6.1%}"
+        )
 
 
 if __name__ == "__main__":
