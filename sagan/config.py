@@ -127,6 +127,24 @@ class EvaluateConfig:
     seed: int = field(default=0, metadata={"min": 0})
 
 
+# Query points of the attention figures, as (row, column) fractions of the image: where
+# the synthetic faces (and aligned CelebA crops) have these parts.
+DEFAULT_QUERIES = {
+    "left_eye": (0.46, 0.41),
+    "mouth": (0.59, 0.5),
+    "hair": (0.24, 0.5),
+    "background": (0.08, 0.08),
+}
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    num_images: int = _between(4, 1, 64)
+    queries: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: dict(DEFAULT_QUERIES), metadata={"min": 0.0, "max": 1.0}
+    )
+
+
 @dataclass(frozen=True)
 class MlflowConfig:
     tracking_uri: str = "sqlite:///mlflow.db"
@@ -141,6 +159,7 @@ class Config:
     generate: GenerateConfig = GenerateConfig()
     encoder: EncoderConfig = EncoderConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    attention: AttentionConfig = AttentionConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
 
@@ -195,11 +214,29 @@ def _check(key: str, value: Any, hint: Any, rules: typing.Mapping[str, Any]) -> 
         if value is None:
             return None
         (hint,) = [arg for arg in args if arg is not type(None)]
+    if typing.get_origin(hint) is dict:
+        if not isinstance(value, dict) or not value:
+            raise ConfigError(f"{key} must be a non-empty mapping, got {_show(value)}")
+        for name in value:
+            if not isinstance(name, str) or not name:
+                raise ConfigError(
+                    f"{key}: every name must be a non-empty string, got {_show(name)}"
+                )
+        item_type = typing.get_args(hint)[1]
+        return {
+            name: _check(f"{key}.{name}", item, item_type, rules) for name, item in value.items()
+        }
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, list | tuple) or not value:
             raise ConfigError(f"{key} must be a non-empty list, got {_show(value)}")
-        item_type = typing.get_args(hint)[0]
-        return tuple(_check(f"{key}[{i}]", item, item_type, rules) for i, item in enumerate(value))
+        item_types = typing.get_args(hint)
+        if item_types[-1] is not Ellipsis and len(value) != len(item_types):
+            raise ConfigError(
+                f"{key} must be a list of {len(item_types)} values, got {_show(value)}"
+            )
+        return tuple(
+            _check(f"{key}[{i}]", item, item_types[0], rules) for i, item in enumerate(value)
+        )
     value = _check_type(key, value, hint, rules)
     _check_range(key, value, rules)
     return value

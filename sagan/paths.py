@@ -14,7 +14,7 @@ MODELS_DIR = Path("models")  # train: generator.keras, discriminator.keras (+ ge
 RUN_FILE = MODELS_DIR / "mlflow_run.json"  # train: the pipeline's MLflow run id, for later stages
 CHECKPOINTS_DIR = Path("checkpoints")  # train (persistent): checkpoints/<params fingerprint>/
 TRAIN_METRICS = Path("metrics/train.json")  # train: final losses, gammas, steps, images/s
-TRAIN_PLOTS_DIR = Path("plots/train")  # train: history.csv and samples/step_NNNNNN.png
+TRAIN_PLOTS_DIR = Path("plots/train")  # train: history.csv, samples/step_NNNNNN.png, attention/
 SAMPLES_DIR = Path("samples")  # generate: images/NNNNNN.png, grid.png, interpolation.png
 SAMPLE_IMAGES = SAMPLES_DIR / "images"
 ENCODER_DIR = Path("encoder")  # encoder: encoder.keras, the feature network of extractor=encoder
@@ -22,3 +22,5 @@ ENCODER_MODEL = ENCODER_DIR / "encoder.keras"
 ENCODER_METRICS = Path("metrics/encoder.json")  # encoder: per-attribute test accuracy
 REFERENCE_DIR = Path("data/reference")  # reference: test-split features and statistics
 EVAL_METRICS = Path("metrics/eval.json")  # evaluate: fid, kid, kid_std, precision, recall, ...
+ATTENTION_SNAPSHOTS = TRAIN_PLOTS_DIR / "attention"  # train: step_NNNNNN.npz map snapshots
+ATTENTION_PLOTS_DIR = Path("plots/attention")  # attention: map overlays, gamma/sigma curves

@@ -15,21 +15,30 @@ from sagan.imaging import to_uint8
 
 EMA_GENERATOR = "generator_ema.keras"
 GENERATOR = "generator.keras"
+DISCRIMINATOR = "discriminator.keras"
+_FIXED_NOISE_PURPOSE = 2**31 - 1  # a seed stream of its own, apart from the training draws
+
+
+def load_model(path: Path) -> keras.Model:
+    """A saved model in safe mode: files that would run arbitrary code on load are refused."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no {path}: run the train stage first")
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except ValueError as error:
+        raise ValueError(f"cannot load {path}: {error}") from error
 
 
 def load_generator(models_dir: Path) -> keras.Model:
-    """The EMA generator when training kept one, else the generator; in safe mode.
+    """The EMA generator when training kept one, else the generator."""
+    ema = Path(models_dir) / EMA_GENERATOR
+    return load_model(ema if ema.is_file() else Path(models_dir) / GENERATOR)
 
-    ``safe_mode=True`` refuses files that would run arbitrary code on load (Lambda layers).
-    """
-    for name in (EMA_GENERATOR, GENERATOR):
-        path = Path(models_dir) / name
-        if path.is_file():
-            try:
-                return keras.models.load_model(path, safe_mode=True)
-            except ValueError as error:
-                raise ValueError(f"cannot load {path}: {error}") from error
-    raise FileNotFoundError(f"no {GENERATOR} in {models_dir}: run the train stage first")
+
+def fixed_noise(seed: int, latent_dim: int, count: int) -> tf.Tensor:
+    """The noise of the training progress grids (and the attention figures) of a seed."""
+    stream = tf.constant([seed, _FIXED_NOISE_PURPOSE], tf.int64)
+    return tf.random.stateless_normal((count, latent_dim), stream)
 
 
 def latent_batches(latent_dim: int, count: int, seed: int, batch_size: int) -> Iterator[tf.Tensor]:

@@ -2,7 +2,8 @@
 
 Every ``train.log_every`` generator updates a row goes to ``history.csv`` and the tracker
 (losses, mean D outputs, each attention γ, each σ, images/s); every ``train.sample_every`` a
-fixed-noise grid is saved; every ``train.checkpoint_every`` and at the end, a checkpoint.
+fixed-noise grid is saved with a snapshot of the attention maps of its first face
+(:mod:`sagan.attention`); every ``train.checkpoint_every`` and at the end, a checkpoint.
 A non-finite loss stops training at once, before it can reach a checkpoint.
 """
 
@@ -22,16 +23,17 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from sagan.atomic import atomic_directory, atomic_path
+from sagan.attention import save_snapshot
 from sagan.checkpoints import Checkpoints
 from sagan.config import Config
 from sagan.imaging import grid, save_png, to_uint8
+from sagan.sampling import fixed_noise
 from sagan.tracking import NullTracker, Tracker
 from sagan.trainer import GANTrainer
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_GRID_SIDE = 8  # the fixed-noise grid is 8×8
-_SAMPLE_NOISE_PURPOSE = 2**31 - 1  # a seed stream of its own, apart from the training draws
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -51,12 +53,6 @@ def total_steps(config: Config, num_train_images: int) -> int:
         return train.steps
     images_per_step = train.batch_size * train.n_critic
     return max(1, math.ceil(train.epochs * num_train_images / images_per_step))
-
-
-def sample_noise(config: Config, count: int = SAMPLE_GRID_SIDE**2) -> tf.Tensor:
-    """The fixed noise of the progress grids, the same for every run with this seed."""
-    seed = tf.constant([config.train.seed, _SAMPLE_NOISE_PURPOSE], tf.int64)
-    return tf.random.stateless_normal((count, config.model.latent_dim), seed)
 
 
 class History:
@@ -110,7 +106,7 @@ def train(
     # Live plots sit beside the checkpoints, so a resumed run keeps its history.
     live_plots = checkpoints.directory / "plots"
     history = History(live_plots / "history.csv", start)
-    noise = sample_noise(config)
+    noise = fixed_noise(config.train.seed, config.model.latent_dim, SAMPLE_GRID_SIDE**2)
     metrics: dict[str, float] = {}
     timer = _Throughput(config.train.batch_size)
     progress = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True)
@@ -132,6 +128,10 @@ def train(
                 sample_path = live_plots / "samples" / f"step_{step:06d}.png"
                 _save_samples(trainer, noise, sample_path)
                 tracker.log_artifact(sample_path, "samples")
+                snapshot_path = live_plots / "attention" / f"step_{step:06d}.npz"
+                save_snapshot(
+                    trainer.sampling_generator(), trainer.discriminator, noise[:1], snapshot_path
+                )
             if step % config.train.checkpoint_every == 0 or step == end:
                 checkpoints.save(step)
     except KeyboardInterrupt:

@@ -81,6 +81,13 @@ def test_every_declared_output_exists(repo):
             assert path.exists(), f"{name} did not write {path}"
     assert len(list((repo / "samples" / "images").glob("*.png"))) == 40
     assert (repo / "models" / "generator.keras").is_file()
+    assert sorted(p.name for p in (repo / "plots" / "attention").iterdir()) == [
+        "discriminator_attention_16.png",
+        "discriminator_attention_16_over_training.png",
+        "gamma_sigma.png",
+        "generator_attention_16.png",
+        "generator_attention_16_over_training.png",
+    ]
 
 
 def test_metrics_are_finite_numbers(repo):
@@ -108,8 +115,12 @@ def test_param_edits_rerun_only_the_stages_that_read_them(repo):
         assert _repro(repo) == {"evaluate"}
         (repo / "params.yaml").write_text(original)
         assert _repro(repo) == {"evaluate"}
+        _edit_params(repo, {"attention": {"queries": {"nose": [0.5, 0.5]}}})
+        assert _repro(repo) == {"attention"}
+        (repo / "params.yaml").write_text(original)
+        assert _repro(repo) == {"attention"}
         _edit_params(repo, {"train": {"d_lr": 4.0e-4}})
-        assert _repro(repo) == {"train", "generate", "evaluate"}
+        assert _repro(repo) == {"train", "generate", "attention", "evaluate"}
     finally:
         (repo / "params.yaml").write_text(original)
         # Back to the first params: train finds their finished checkpoint and trains no step
@@ -141,6 +152,8 @@ def test_a_temporary_experiment_reports_to_the_repository_store(repo):
         assert math.isfinite(run.data.metrics["eval_fid"])
         generated = [a.path for a in client.list_artifacts(run.info.run_id, "generate")]
         assert "generate/grid.png" in generated
+        attention = [a.path for a in client.list_artifacts(run.info.run_id, "attention")]
+        assert "attention/generator_attention_16.png" in attention
     assert runs[-1].data.tags.get("dvc_exp_name") in names
 
     import sagan.layers  # noqa: F401  (registers the custom layers, as the README shows)

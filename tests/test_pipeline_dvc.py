@@ -12,7 +12,7 @@ from sagan import paths
 from sagan.config import Config, flatten
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("prepare", "train", "generate", "encoder", "reference", "evaluate")
+STAGES = ("prepare", "train", "generate", "attention", "encoder", "reference", "evaluate")
 PACKAGE_MARKERS = {REPO / "sagan" / "__init__.py", REPO / "stages" / "__init__.py"}  # no code
 
 # Params that change how fast or where a stage reports, never what it writes.
@@ -27,6 +27,7 @@ READS = {
     "prepare": ["data"],
     "train": ["data.image_size", "model", "train"],
     "generate": ["generate"],
+    "attention": ["attention", "train.seed"],
     "encoder": ["data.image_size", "encoder"],
     "reference": ["evaluate.extractor", "evaluate.inception_graph"],
     "evaluate": ["data.image_size", "evaluate"],
@@ -35,6 +36,7 @@ OUTS = {
     "prepare": [paths.PREPARED_DIR],
     "train": [paths.MODELS_DIR, paths.TRAIN_METRICS, paths.TRAIN_PLOTS_DIR, paths.CHECKPOINTS_DIR],
     "generate": [paths.SAMPLES_DIR],
+    "attention": [paths.ATTENTION_PLOTS_DIR],
     "encoder": [paths.ENCODER_DIR, paths.ENCODER_METRICS],
     "reference": [paths.REFERENCE_DIR],
     "evaluate": [paths.EVAL_METRICS],

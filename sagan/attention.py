@@ -1,0 +1,82 @@
+"""Where self-attention looks: the attention maps of chosen query points.
+
+Row p of a self-attention layer's map A = softmax(q kᵀ) is a distribution over the key
+positions: where position p of the feature map draws its values from. A query point is
+given as (row, column) fractions of the image, so the same point addresses every layer
+whatever its resolution (a 16×16 map cuts a 64×64 image into 4×4-pixel cells).
+
+Training saves a snapshot of both networks' maps for the first fixed-noise face with every
+sample grid (``attention/step_NNNNNN.npz`` beside ``samples/``), so the attention stage can
+show the maps of one face as training went on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from sagan.atomic import atomic_path
+from sagan.imaging import to_uint8
+from sagan.layers import SelfAttention
+
+SNAPSHOT_PATTERN = re.compile(r"step_(\d+)\.npz")
+IMAGE_KEY = "image"
+
+
+def attention_maps(model: keras.Model, inputs) -> dict[str, np.ndarray]:
+    """Every self-attention layer's map for ``inputs``: ``{layer name: (B, HW, keys)}``."""
+    maps = {}
+    for layer in model.layers:
+        if isinstance(layer, SelfAttention):
+            # The functional graph gives the feature map that enters the layer; calling
+            # the layer on it again with return_attention yields A without a second model.
+            features = keras.Model(model.input, layer.input)(inputs, training=False)
+            _, attention = layer(features, training=False, return_attention=True)
+            maps[layer.name] = np.asarray(attention, np.float32)
+    return maps
+
+
+def query_position(point: tuple[float, float], side: int) -> int:
+    """The flat index (row · side + column) of a (row, column) fraction on a side×side map."""
+    row, column = (min(int(fraction * side), side - 1) for fraction in point)
+    return row * side + column
+
+
+def query_maps(maps: np.ndarray, points: list[tuple[float, float]]) -> np.ndarray:
+    """(B, HW, keys) maps → (B, queries, key side, key side): the rows of the query points."""
+    queries_side, keys_side = math.isqrt(maps.shape[1]), math.isqrt(maps.shape[2])
+    rows = [query_position(point, queries_side) for point in points]
+    return maps[:, rows, :].reshape(maps.shape[0], len(rows), keys_side, keys_side)
+
+
+def save_snapshot(
+    generator: keras.Model, discriminator: keras.Model, z: np.ndarray, path: Path
+) -> None:
+    """G's image for one noise vector ``z`` (1, latent) and both networks' maps of it.
+
+    Maps are keyed ``g_<layer>`` / ``d_<layer>`` and stored as float16 (HW, keys) arrays;
+    nothing is written for a model without self-attention.
+    """
+    images = generator(z, training=False)
+    maps = {f"g_{name}": m for name, m in attention_maps(generator, z).items()}
+    maps |= {f"d_{name}": m for name, m in attention_maps(discriminator, images).items()}
+    if not maps:
+        return
+    arrays = {name: m[0].astype(np.float16) for name, m in maps.items()}
+    with atomic_path(path) as temporary, temporary.open("wb") as handle:
+        np.savez_compressed(handle, **{IMAGE_KEY: to_uint8(np.asarray(images))[0]}, **arrays)
+
+
+def read_snapshots(directory: Path) -> list[tuple[int, dict[str, np.ndarray]]]:
+    """The snapshots in ``directory`` as ``(step, arrays)``, by step; none when it is absent."""
+    found = []
+    for path in Path(directory).glob("step_*.npz"):
+        match = SNAPSHOT_PATTERN.fullmatch(path.name)
+        if match:
+            with np.load(path) as arrays:
+                found.append((int(match.group(1)), {name: arrays[name] for name in arrays.files}))
+    return sorted(found, key=lambda item: item[0])
