@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from sagan.data.shards import sha256
-from tests.reliability.conftest import edit_params, run, start
+from tests.reliability.conftest import REPO, edit_params, run, start
 
-STAGES = {"prepare", "train", "generate", "encoder", "reference", "evaluate"}
+STAGES = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 # Once this appears, the stage is writing its output: the kill lands within the next
 # KILL_WINDOW seconds. Stages without a marker write in a blink at their very end; they are
 # killed within STARTUP_WINDOW seconds of starting, while they load TensorFlow and compute.
