@@ -150,3 +150,13 @@ def sweep_codes(conditioning: Conditioning, base: np.ndarray, attribute: int) ->
     codes = np.repeat(np.asarray(base)[:, None, :], classes, axis=1)  # (F, c, k)
     codes[:, :, attribute] = np.arange(classes)
     return codes
+
+
+def model_inputs(x, attributes):
+    """``x`` alone for an unconditional model, ``[x, attributes]`` for a conditional one.
+
+    Both as tensors: Keras refuses a list that mixes NumPy arrays and tensors.
+    """
+    if attributes is None:
+        return x
+    return [tf.convert_to_tensor(x), tf.convert_to_tensor(attributes, tf.float32)]

@@ -10,13 +10,15 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sagan import layers  # noqa: F401  (registers SelfAttention and SpectralNormalization)
+from sagan import layers  # noqa: F401  (registers the custom layers with Keras)
+from sagan.conditioning import Conditioning, load_conditioning
 from sagan.imaging import to_uint8
 
 EMA_GENERATOR = "generator_ema.keras"
 GENERATOR = "generator.keras"
 DISCRIMINATOR = "discriminator.keras"
 _FIXED_NOISE_PURPOSE = 2**31 - 1  # a seed stream of its own, apart from the training draws
+_FIXED_ATTRIBUTES_PURPOSE = 2**31 - 2  # and one for the attributes that go with that noise
 
 
 def load_model(path: Path) -> keras.Model:
@@ -35,10 +37,27 @@ def load_generator(models_dir: Path) -> keras.Model:
     return load_model(ema if ema.is_file() else Path(models_dir) / GENERATOR)
 
 
+def generator_conditioning(generator: keras.Model, path: Path) -> Conditioning | None:
+    """What a conditional generator is conditioned on (train's ``path``); None if unconditional."""
+    return None if len(generator.inputs) == 1 else load_conditioning(path)
+
+
 def fixed_noise(seed: int, latent_dim: int, count: int) -> tf.Tensor:
     """The noise of the training progress grids (and the attention figures) of a seed."""
     stream = tf.constant([seed, _FIXED_NOISE_PURPOSE], tf.int64)
     return tf.random.stateless_normal((count, latent_dim), stream)
+
+
+def fixed_attributes(conditioning: Conditioning | None, seed: int, count: int) -> tf.Tensor | None:
+    """One-hot attributes (count, K) for :func:`fixed_noise`, drawn at training frequencies.
+
+    None for an unconditional model. The first n are the same whatever ``count``, so the
+    attention figures' faces are the first faces of the training grids.
+    """
+    if conditioning is None:
+        return None
+    stream = tf.constant([seed, _FIXED_ATTRIBUTES_PURPOSE], tf.int64)
+    return conditioning.encode(conditioning.draw(count, stream))
 
 
 def latent_batches(latent_dim: int, count: int, seed: int, batch_size: int) -> Iterator[tf.Tensor]:
