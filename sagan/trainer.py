@@ -149,8 +149,8 @@ class GANTrainer:
 
     # -- the two networks, with their attributes when conditional -------------------------
 
-    def _generate(self, z, attributes, training: bool = True) -> tf.Tensor:
-        return self.generator(model_inputs(z, attributes), training=training)
+    def _generate(self, z, attributes) -> tf.Tensor:
+        return self.generator(model_inputs(z, attributes), training=True)
 
     def _discriminate(self, images, attributes, training: bool) -> tf.Tensor:
         return self.discriminator(model_inputs(images, attributes), training=training)
