@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from sagan.atomic import atomic_path
+from sagan.conditioning import model_inputs
 from sagan.imaging import to_uint8
 from sagan.layers import SelfAttention
 
@@ -54,16 +55,23 @@ def query_maps(maps: np.ndarray, points: list[tuple[float, float]]) -> np.ndarra
 
 
 def save_snapshot(
-    generator: keras.Model, discriminator: keras.Model, z: np.ndarray, path: Path
+    generator: keras.Model,
+    discriminator: keras.Model,
+    z: np.ndarray,
+    path: Path,
+    attributes: np.ndarray | None = None,
 ) -> None:
     """G's image for one noise vector ``z`` (1, latent) and both networks' maps of it.
 
+    ``attributes`` (1, K) go with ``z`` into a conditional G and with the image into its D.
     Maps are keyed ``g_<layer>`` / ``d_<layer>`` and stored as float16 (HW, keys) arrays;
     nothing is written for a model without self-attention.
     """
-    images = generator(z, training=False)
-    maps = {f"g_{name}": m for name, m in attention_maps(generator, z).items()}
-    maps |= {f"d_{name}": m for name, m in attention_maps(discriminator, images).items()}
+    g_inputs = model_inputs(z, attributes)
+    images = generator(g_inputs, training=False)
+    d_inputs = model_inputs(images, attributes)
+    maps = {f"g_{name}": m for name, m in attention_maps(generator, g_inputs).items()}
+    maps |= {f"d_{name}": m for name, m in attention_maps(discriminator, d_inputs).items()}
     if not maps:
         return
     arrays = {name: m[0].astype(np.float16) for name, m in maps.items()}

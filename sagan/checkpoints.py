@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 _BUDGET_KEYS = frozenset(
     {"steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every"}
 )
+# Model keys an unconditional run leaves unused: left out of its identity, so unconditional
+# runs keep the fingerprints (and checkpoint folders) they had before conditioning existed.
+_CONDITIONAL_KEYS = frozenset({"conditional", "condition_on"})
 IDENTITY_FILE = "run_identity.json"
 
 
@@ -40,11 +43,12 @@ def run_identity(config: Config) -> dict:
         for key, value in dataclasses.asdict(config.train).items()
         if key not in _BUDGET_KEYS
     }
-    return {
-        "data": dataclasses.asdict(config.data),
-        "model": dataclasses.asdict(config.model),
-        "train": train,
+    model = {
+        key: value
+        for key, value in dataclasses.asdict(config.model).items()
+        if config.model.conditional or key not in _CONDITIONAL_KEYS
     }
+    return {"data": dataclasses.asdict(config.data), "model": model, "train": train}
 
 
 def fingerprint(config: Config) -> str:

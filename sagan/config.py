@@ -71,6 +71,8 @@ class ModelConfig:
     attention_spectral_norm: bool = False
     g_spectral_norm: bool = False
     power_iterations: int = _positive(1)
+    conditional: bool = False
+    condition_on: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class GenerateConfig:
     seed: int = field(default=0, metadata={"min": 0})
     batch_size: int = _positive(250)
     interpolation_steps: int = field(default=10, metadata={"min": 2})
+    attributes: dict[str, int] | None = field(default=None, metadata={"min": 0})
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class EvaluateConfig:
     kid_subsets: int = _positive(100)
     pr_k: int = _positive(3)
     seed: int = field(default=0, metadata={"min": 0})
+    intra_fid_attribute: str | None = None
 
 
 # Query points of the attention figures, as (row, column) fractions of the image: where

@@ -2,10 +2,12 @@
 
 test split ──► features ──► cached reference (features + Gaussian statistics)
 samples/images/*.png ──► features ──┴──► FID, KID, precision/recall (+ coherence)
+samples/attributes.csv ──► conditional accuracy, intra-FID (conditional models)
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import keras
@@ -14,6 +16,7 @@ from PIL import Image
 
 from sagan import metrics
 from sagan.atomic import atomic_path
+from sagan.config import ConfigError
 from sagan.data.pipeline import make_dataset, read_manifest
 from sagan.data.synthetic import COHERENCE_PAIRS
 from sagan.features import EncoderExtractor, FeatureExtractor, make_extractor
@@ -21,6 +24,9 @@ from sagan.imaging import to_uint8
 
 COHERENCE_REAL = "coherence_real"  # the same score on real test images: the ceiling
 EXTRACTOR = "extractor"
+CONDITIONAL_ACCURACY = "conditional_accuracy"  # mean over the attributes; _<name> each
+CONDITIONAL_ACCURACY_REAL = "conditional_accuracy_real"  # the same on real test images: the ceiling
+INTRA_FID = "intra_fid"  # mean over the attribute's values; _<attribute>_<value> each
 
 
 def read_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -105,3 +111,63 @@ def manifest_attributes(data_dir: Path) -> tuple[str, dict[str, int]]:
     manifest = read_manifest(data_dir)
     classes = dict(zip(manifest["attribute_names"], manifest["attribute_classes"], strict=True))
     return manifest["source"], classes
+
+
+def read_sample_attributes(path: Path, count: int) -> tuple[tuple[str, ...], np.ndarray]:
+    """The conditioned attributes named in generate's ``path`` and the first ``count`` samples'
+    classes (count, k), in the samples' order."""
+    with Path(path).open(newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    if len(rows) < count:
+        raise ValueError(f"{path} lists {len(rows)} samples, evaluate.num_samples is {count}")
+    return tuple(header[1:]), np.array([row[1:] for row in rows[:count]], np.int32)
+
+
+def intra_fid_column(chosen: str | None, names: tuple[str, ...]) -> int:
+    """Which conditioned attribute intra-FID groups by: ``evaluate.intra_fid_attribute``."""
+    if chosen is None:
+        return 0
+    if chosen not in names:
+        raise ConfigError(
+            f"evaluate.intra_fid_attribute: the samples are not conditioned on {chosen!r}; "
+            f"they are conditioned on: {', '.join(names)}"
+        )
+    return names.index(chosen)
+
+
+def conditional_accuracy(
+    encoder: EncoderExtractor,
+    columns: list[int],
+    names: tuple[str, ...],
+    images: np.ndarray,
+    wanted: np.ndarray,
+    key: str = CONDITIONAL_ACCURACY,
+) -> dict[str, float]:
+    """How often the encoder reads back the wanted class of each conditioned attribute.
+
+    ``columns`` are the attributes' heads (their manifest positions), ``wanted`` the classes
+    (N, k). Keys ``<key>_<name>``, and ``<key>`` for their mean.
+    """
+    predicted = encoder.predict_attributes(images)[:, columns]
+    shares = metrics.attribute_accuracy(predicted, wanted, names)
+    scores = {f"{key}_{name}": shares[f"{metrics.ACCURACY_PREFIX}{name}"] for name in names}
+    return {key: float(np.mean(list(scores.values()))), **scores}
+
+
+def intra_fid_scores(
+    real: np.ndarray,
+    real_values: np.ndarray,
+    fake: np.ndarray,
+    fake_values: np.ndarray,
+    attribute: str,
+) -> dict[str, float]:
+    """:func:`sagan.metrics.intra_fid` of one attribute, keyed ``intra_fid_<attribute>_<value>``,
+    with their mean as ``intra_fid``."""
+    per_value = metrics.intra_fid(real, real_values, fake, fake_values)
+    if not per_value:
+        raise ValueError(
+            f"intra-FID over {attribute}: no value has 2 generated and 2 real images; "
+            "raise evaluate.num_samples"
+        )
+    scores = {f"{INTRA_FID}_{attribute}_{value}": fid for value, fid in per_value.items()}
+    return {INTRA_FID: float(np.mean(list(per_value.values()))), **scores}

@@ -190,3 +190,105 @@ class SelfAttention(keras.layers.Layer):
 
 def _flatten_positions(x):
     return ops.reshape(x, (-1, x.shape[1] * x.shape[2], x.shape[3]))  # (B, H, W, C) -> (B, HW, C)
+
+
+@keras.saving.register_keras_serializable(package="sagan")
+class ConditionalBatchNormalization(keras.layers.Layer):
+    """BatchNorm whose scale and offset are linear maps of the attribute vector.
+
+        y = γ(a) · (x − μ) / sqrt(σ² + ε) + β(a),  γ(a) = a W_γ + b_γ,  β(a) = a W_β + b_β
+
+    ``a`` is the concatenated one-hot attribute vector (B, K); for a one-hot ``a`` the rows
+    of W are the per-class embeddings of the official SAGAN's conditional BN. b_γ starts at
+    1 and b_β at 0, so with W = 0 the layer is plain BatchNorm with γ = b_γ and β = b_β.
+    The statistics are synchronized over replicas, as in the unconditional generator.
+    Called on ``[x (B, H, W, C), a (B, K)]``.
+    """
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        features_shape, attributes_shape = input_shape
+        channels = features_shape[-1]
+        policy = self.dtype_policy  # sublayers follow this layer's policy (see SelfAttention)
+        self.normalize = keras.layers.BatchNormalization(
+            momentum=self.momentum,
+            epsilon=self.epsilon,
+            center=False,
+            scale=False,
+            synchronized=True,
+            name="normalize",
+            dtype=policy,
+        )
+        self.scale = _attribute_map(channels, "ones", "scale", policy)
+        self.offset = _attribute_map(channels, "zeros", "offset", policy)
+        self.normalize.build(features_shape)
+        self.scale.build(attributes_shape)
+        self.offset.build(attributes_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        features, attributes = inputs
+        normalized = self.normalize(features, training=training)  # (B, H, W, C)
+        scale = self.scale(attributes)[:, None, None, :]  # (B, 1, 1, C)
+        offset = self.offset(attributes)[:, None, None, :]
+        return normalized * ops.cast(scale, normalized.dtype) + ops.cast(offset, normalized.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+def _attribute_map(channels: int, bias: str, name: str, dtype) -> keras.layers.Dense:
+    # Small random W (as mimicry's class embeddings, N(·, 0.02)): conditioning from step one.
+    kernel = keras.initializers.RandomNormal(stddev=0.02)
+    return keras.layers.Dense(
+        channels, kernel_initializer=kernel, bias_initializer=bias, name=name, dtype=dtype
+    )
+
+
+@keras.saving.register_keras_serializable(package="sagan")
+class Projection(keras.layers.Layer):
+    """The projection discriminator's attribute term (Miyato & Koyama 2018, eq. 3):
+
+        φ(x) = Σ_positions h(x)      (D's last feature map, sum-pooled as in the official code)
+        term = ⟨a V / σ(V), φ(x)⟩     (a: one-hot attributes (B, K); V: (K, C) embedding)
+
+    The embedding is spectrally normalized like the rest of D (the official code's
+    ``SNEmbedding``). Added to D's unconditional logit. Called on ``[h (B, H, W, C), a (B, K)]``,
+    returns (B, 1); the sums run in float32 whatever the compute dtype.
+    """
+
+    def __init__(self, power_iterations: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.power_iterations = power_iterations
+
+    def build(self, input_shape):
+        features_shape, attributes_shape = input_shape
+        policy = self.dtype_policy
+        embedding = keras.layers.Dense(
+            features_shape[-1], use_bias=False, name="embedding", dtype=policy
+        )
+        self.embedding = SpectralNormalization(
+            embedding, self.power_iterations, name="sn_embedding", dtype=policy
+        )
+        self.embedding.build(attributes_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        features, attributes = inputs
+        pooled = ops.sum(ops.cast(features, "float32"), axis=(1, 2))  # (B, C)
+        embedded = ops.cast(self.embedding(attributes, training=training), "float32")  # (B, C)
+        term = ops.sum(embedded * pooled, axis=-1, keepdims=True)  # (B, 1)
+        return ops.cast(term, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "power_iterations": self.power_iterations}

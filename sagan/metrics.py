@@ -106,6 +106,26 @@ def frechet_distance(stats1: GaussianStatistics, stats2: GaussianStatistics) -> 
     return max(float(distance), 0.0)
 
 
+def intra_fid(
+    real: np.ndarray, real_values: np.ndarray, fake: np.ndarray, fake_values: np.ndarray
+) -> dict[int, float]:
+    """FID within each value c of one attribute (intra-FID, as StudioGAN reports it):
+
+        intra-FID_c = FID(real[real_values == c], fake[fake_values == c])
+
+    for every value the fake side holds; values with fewer than 2 images on either side
+    (no covariance) are left out.
+    """
+    scores = {}
+    for value in np.unique(fake_values):
+        real_group, fake_group = real[real_values == value], fake[fake_values == value]
+        if min(len(real_group), len(fake_group)) >= 2:
+            scores[int(value)] = frechet_distance(
+                gaussian_statistics(real_group), gaussian_statistics(fake_group)
+            )
+    return scores
+
+
 def save_statistics(path: str | Path, stats: GaussianStatistics) -> None:
     """Write ``mu``, ``sigma`` and ``count`` to an ``.npz`` file atomically."""
     path = Path(path)

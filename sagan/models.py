@@ -10,6 +10,10 @@ At 64×64 with the default widths:
 
 Every (transposed) convolution has stride 2; the number of blocks follows from the image
 size (8 → image_size in G, image_size → 8 in D).
+
+Conditional models (``model.conditional``) take a second input, the concatenated one-hot
+attribute vector (B, K): every BN of G becomes a conditional BN, and D adds the projection
+term ⟨embed(a), Σ h⟩ to its logit (Miyato & Koyama 2018). Unconditional models are unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ import math
 import keras
 
 from sagan.config import ConfigError, ModelConfig
-from sagan.layers import SelfAttention, SpectralNormalization
+from sagan.layers import (
+    ConditionalBatchNormalization,
+    Projection,
+    SelfAttention,
+    SpectralNormalization,
+)
 
 BASE_RESOLUTION = 8  # G starts from, and D ends at, an 8×8 feature map
 
@@ -69,8 +78,20 @@ def _attention(config: ModelConfig, name: str) -> SelfAttention:
     return SelfAttention(config.attention_variant, config.attention_spectral_norm, name=name)
 
 
-def build_generator(config: ModelConfig, image_size: int = 64) -> keras.Model:
-    """z (B, latent_dim) → images (B, image_size, image_size, 3) in [-1, 1]."""
+def _attributes_input(config: ModelConfig, attribute_dim: int | None) -> keras.KerasTensor | None:
+    """The (B, K) one-hot attribute input of a conditional model; None for an unconditional one."""
+    if config.conditional != (attribute_dim is not None):
+        raise ValueError(
+            f"model.conditional is {config.conditional} but attribute_dim is {attribute_dim}: "
+            "a conditional model needs the length of its attribute vector, and only it"
+        )
+    return None if attribute_dim is None else keras.Input((attribute_dim,), name="attributes")
+
+
+def build_generator(
+    config: ModelConfig, image_size: int = 64, attribute_dim: int | None = None
+) -> keras.Model:
+    """z (B, latent_dim) [, attributes (B, attribute_dim)] → images (B, S, S, 3) in [-1, 1]."""
     blocks = num_blocks(image_size)
     widths = block_widths(config.g_width, blocks)
     attend_at = attention_resolutions(config, image_size)
@@ -81,26 +102,35 @@ def build_generator(config: ModelConfig, image_size: int = 64) -> keras.Model:
     def up(filters: int, name: str):
         return sn(keras.layers.Conv2DTranspose(filters, config.kernel_size, 2, "same", name=name))
 
+    def batch_norm(x, name: str):
+        if attributes is None:
+            return _batch_norm(name)(x)
+        return ConditionalBatchNormalization(name=name)([x, attributes])
+
     z = keras.Input((config.latent_dim,), name="z")
+    attributes = _attributes_input(config, attribute_dim)
     x = sn(keras.layers.Dense(BASE_RESOLUTION * BASE_RESOLUTION * widths[0], name="project"))(z)
     x = keras.layers.Reshape((BASE_RESOLUTION, BASE_RESOLUTION, widths[0]))(x)
-    x = _batch_norm("project_bn")(x)
+    x = batch_norm(x, "project_bn")
     x = keras.layers.ReLU()(x)
     resolution = BASE_RESOLUTION
     for i, filters in enumerate(widths[1:], start=1):
         resolution *= 2
         x = up(filters, f"up{i}")(x)
-        x = _batch_norm(f"up{i}_bn")(x)
+        x = batch_norm(x, f"up{i}_bn")
         x = keras.layers.ReLU()(x)
         if resolution in attend_at:
             x = _attention(config, f"attention_{resolution}")(x)
     x = up(3, f"up{blocks}")(x)
     images = keras.layers.Activation("tanh", dtype="float32", name="images")(x)
-    return keras.Model(z, images, name="generator")
+    inputs = z if attributes is None else [z, attributes]
+    return keras.Model(inputs, images, name="generator")
 
 
-def build_discriminator(config: ModelConfig, image_size: int = 64) -> keras.Model:
-    """images (B, image_size, image_size, 3) → one real/fake logit per image (B, 1)."""
+def build_discriminator(
+    config: ModelConfig, image_size: int = 64, attribute_dim: int | None = None
+) -> keras.Model:
+    """images (B, S, S, 3) [, attributes (B, attribute_dim)] → one logit per image (B, 1)."""
     widths = block_widths(config.d_width, num_blocks(image_size))[::-1]
     attend_at = attention_resolutions(config, image_size)
 
@@ -108,6 +138,7 @@ def build_discriminator(config: ModelConfig, image_size: int = 64) -> keras.Mode
         return SpectralNormalization(layer, config.power_iterations, name=f"sn_{layer.name}")
 
     images = keras.Input((image_size, image_size, 3), name="images")
+    attributes = _attributes_input(config, attribute_dim)
     x = images
     resolution = image_size
     for i, filters in enumerate(widths, start=1):
@@ -116,7 +147,10 @@ def build_discriminator(config: ModelConfig, image_size: int = 64) -> keras.Mode
         x = keras.layers.LeakyReLU(config.leaky_relu_slope)(x)
         if resolution in attend_at:
             x = _attention(config, f"attention_{resolution}")(x)
-    x = keras.layers.Flatten()(x)
-    logits = sn(keras.layers.Dense(1, name="logit"))(x)
+    logits = sn(keras.layers.Dense(1, name="logit"))(keras.layers.Flatten()(x))
+    if attributes is not None:
+        projection = Projection(config.power_iterations, name="projection")([x, attributes])
+        logits = keras.layers.Add(name="logit_plus_projection")([logits, projection])
     logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
-    return keras.Model(images, logits, name="discriminator")
+    inputs = images if attributes is None else [images, attributes]
+    return keras.Model(inputs, logits, name="discriminator")

@@ -12,11 +12,13 @@ MANIFEST_NAME = "manifest.json"  # inside PREPARED_DIR: counts, attributes, skip
 
 MODELS_DIR = Path("models")  # train: generator.keras, discriminator.keras (+ generator_ema.keras)
 RUN_FILE = MODELS_DIR / "mlflow_run.json"  # train: the pipeline's MLflow run id, for later stages
+CONDITIONING_FILE = MODELS_DIR / "attributes.json"  # train, conditional models: sagan.conditioning
 CHECKPOINTS_DIR = Path("checkpoints")  # train (persistent): checkpoints/<params fingerprint>/
 TRAIN_METRICS = Path("metrics/train.json")  # train: final losses, gammas, steps, images/s
 TRAIN_PLOTS_DIR = Path("plots/train")  # train: history.csv, samples/step_NNNNNN.png, attention/
 SAMPLES_DIR = Path("samples")  # generate: images/NNNNNN.png, grid.png, interpolation.png
 SAMPLE_IMAGES = SAMPLES_DIR / "images"
+SAMPLE_ATTRIBUTES = SAMPLES_DIR / "attributes.csv"  # generate, conditional: each image's classes
 ENCODER_DIR = Path("encoder")  # encoder: encoder.keras, the feature network of extractor=encoder
 ENCODER_MODEL = ENCODER_DIR / "encoder.keras"
 ENCODER_METRICS = Path("metrics/encoder.json")  # encoder: per-attribute test accuracy

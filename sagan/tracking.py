@@ -100,13 +100,14 @@ class MlflowTracker:
         for start in range(0, len(entries), 100):  # MLflow takes at most 100 params a batch
             self.client.log_batch(self.run_id, params=entries[start : start + 100])
 
-    def log_generator(self, generator, latent_dim: int) -> None:
-        """The generator as an MLflow Keras model with a z → images signature."""
+    def log_generator(self, generator) -> None:
+        """The generator as an MLflow Keras model: z → images, or {z, attributes} → images."""
         import mlflow
         from mlflow.models import infer_signature
 
-        z = np.zeros((1, latent_dim), np.float32)
-        signature = infer_signature(z, generator(z, training=False).numpy())
+        inputs = {x.name: np.zeros((1, *x.shape[1:]), np.float32) for x in generator.inputs}
+        example = inputs["z"] if len(inputs) == 1 else inputs  # a conditional G: by input name
+        signature = infer_signature(example, generator(example, training=False).numpy())
         import keras
         import tensorflow as tf
 

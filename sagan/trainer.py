@@ -21,13 +21,20 @@ Randomness: every draw is ``tf.random.stateless_*`` keyed by ``(train.seed, step
 The step counter, saved in every checkpoint, is therefore the whole random state: a resumed
 run draws exactly the numbers an uninterrupted run would, on any number of replicas (each
 replica draws the global batch's noise and keeps its own slice).
+
+Conditional models (a :class:`~sagan.conditioning.Conditioning` given): batches are
+``(images, labels)``; D sees the real half with its own attributes, and G and D the fake half
+with attribute rows drawn from the training split's combinations at their frequencies.
 """
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import tensorflow as tf
 
+from sagan.conditioning import Conditioning, model_inputs
 from sagan.config import ModelConfig, TrainConfig
 from sagan.layers import SelfAttention, SpectralNormalization
 from sagan.losses import get_losses, gradient_penalty
@@ -35,6 +42,9 @@ from sagan.models import build_discriminator, build_generator
 
 SUM = tf.distribute.ReduceOp.SUM
 _DRAWS_PER_STEP = 64  # room for n_critic noise draws, GP draws and the G draw of one step
+# Attribute draws count down from below the G noise (purpose 63), apart from 2·critic (+1).
+_FIRST_ATTRIBUTE_PURPOSE = _DRAWS_PER_STEP - 2
+MAX_CONDITIONAL_CRITICS = _FIRST_ATTRIBUTE_PURPOSE // 3
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -65,8 +75,10 @@ class GANTrainer:
         config: TrainConfig,
         image_size: int,
         strategy: tf.distribute.Strategy | None = None,
+        conditioning: Conditioning | None = None,
     ):
         self.config = config
+        self.conditioning = conditioning
         self.strategy = strategy or tf.distribute.get_strategy()
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
@@ -75,6 +87,12 @@ class GANTrainer:
                 f"{replicas} replicas of the {type(self.strategy).__name__}"
             )
         self.replica_batch_size = config.batch_size // replicas
+        if conditioning is not None and config.n_critic > MAX_CONDITIONAL_CRITICS:
+            raise ValueError(
+                f"train.n_critic is {config.n_critic}; a conditional model allows at most "
+                f"{MAX_CONDITIONAL_CRITICS} (each step's random draws must not overlap)"
+            )
+        attribute_dim = None if conditioning is None else conditioning.dim
         self.latent_dim = model_config.latent_dim
         self.losses = get_losses(config.loss)
         keras.mixed_precision.set_global_policy(
@@ -82,15 +100,15 @@ class GANTrainer:
         )
         with self.strategy.scope():
             keras.utils.set_random_seed(config.seed)  # initial weights
-            self.generator = build_generator(model_config, image_size)
-            self.discriminator = build_discriminator(model_config, image_size)
+            self.generator = build_generator(model_config, image_size, attribute_dim)
+            self.discriminator = build_discriminator(model_config, image_size, attribute_dim)
             self.g_optimizer = _adam(config.g_lr, config)
             self.d_optimizer = _adam(config.d_lr, config)
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
             self.ema_generator = None
             if config.ema_decay is not None:
-                self.ema_generator = build_generator(model_config, image_size)
+                self.ema_generator = build_generator(model_config, image_size, attribute_dim)
                 self.ema_generator.set_weights(self.generator.get_weights())
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
@@ -114,19 +132,46 @@ class GANTrainer:
         shape = (self.config.batch_size, self.latent_dim)
         return self._replica_slice(tf.random.stateless_normal(shape, self._seed(purpose)))
 
+    def _fake_attributes(self, draw: int) -> tf.Tensor | None:
+        """This replica's attribute vectors for the fake half of draw ``draw`` of the step."""
+        if self.conditioning is None:
+            return None
+        seed = self._seed(_FIRST_ATTRIBUTE_PURPOSE - draw)
+        codes = self.conditioning.draw(self.config.batch_size, seed)  # (global B, k)
+        return self._replica_slice(self.conditioning.encode(codes))
+
+    def _real(self, batch) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """Images and, for a conditional model, the one-hot attributes of their labels."""
+        if self.conditioning is None:
+            return batch, None
+        images, labels = batch
+        return images, self.conditioning.encode(self.conditioning.select(labels))
+
+    # -- the two networks, with their attributes when conditional -------------------------
+
+    def _generate(self, z, attributes) -> tf.Tensor:
+        return self.generator(model_inputs(z, attributes), training=True)
+
+    def _discriminate(self, images, attributes, training: bool) -> tf.Tensor:
+        return self.discriminator(model_inputs(images, attributes), training=training)
+
     # -- per-replica updates ------------------------------------------------------------
 
-    def _d_loss(self, real_images, fake_images, alpha) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _d_loss(
+        self, real_images, real_attributes, fake_images, fake_attributes, alpha
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """L_D [+ λ·GP], and D's logits on the real and the fake half."""
         # In D, `training` only drives the spectral norms' power iteration (D has no
         # BatchNorm): the fake call refines u once and the real call reuses it, so both
         # halves see the same σ. Two calls rather than one on [real; fake] let G's gradient
         # run back through the fake half alone.
-        fake_logits = self.discriminator(fake_images, training=True)
-        real_logits = self.discriminator(real_images, training=False)
+        fake_logits = self._discriminate(fake_images, fake_attributes, training=True)
+        real_logits = self._discriminate(real_images, real_attributes, training=False)
         loss = self.losses.discriminator(real_logits, fake_logits)
         if self.config.gp_weight > 0:
-            penalty = gradient_penalty(self.discriminator, real_images, fake_images, alpha)
+            # The interpolates carry the real attributes, as in StudioGAN's penalty.
+            critic = functools.partial(self._discriminate, attributes=real_attributes)
+            penalty = gradient_penalty(critic, real_images, fake_images, alpha)
             loss += self.config.gp_weight * penalty
         return loss, real_logits, fake_logits
 
@@ -142,19 +187,23 @@ class GANTrainer:
         gradients = tape.gradient(scaled_loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
 
-    def _d_update(self, real_images: tf.Tensor, z: tf.Tensor, alpha: tf.Tensor) -> dict:
-        fake_images = self.generator(z, training=True)  # outside the tape: no G backward
+    def _d_update(self, real_images, real_attributes, z, fake_attributes, alpha) -> dict:
+        fake_images = self._generate(z, fake_attributes)  # outside the tape: no G backward
         with tf.GradientTape() as tape:
-            d_loss, real_logits, fake_logits = self._d_loss(real_images, fake_images, alpha)
+            d_loss, real_logits, fake_logits = self._d_loss(
+                real_images, real_attributes, fake_images, fake_attributes, alpha
+            )
             d_scaled = self._scaled(self.d_optimizer, d_loss)
         self._apply(self.d_optimizer, tape, d_scaled, self.discriminator)
         return self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits)
 
-    def _joint_update(self, real_images: tf.Tensor, z: tf.Tensor, alpha: tf.Tensor) -> dict:
+    def _joint_update(self, real_images, real_attributes, z, fake_attributes, alpha) -> dict:
         """D and G updates from one forward pass; G's gradient sees D before its update."""
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
-            fake_images = self.generator(z, training=True)
-            d_loss, real_logits, fake_logits = self._d_loss(real_images, fake_images, alpha)
+            fake_images = self._generate(z, fake_attributes)
+            d_loss, real_logits, fake_logits = self._d_loss(
+                real_images, real_attributes, fake_images, fake_attributes, alpha
+            )
             g_loss = self.losses.generator(fake_logits)
             d_scaled = self._scaled(self.d_optimizer, d_loss)
             g_scaled = self._scaled(self.g_optimizer, g_loss)
@@ -162,9 +211,10 @@ class GANTrainer:
         self._apply(self.g_optimizer, g_tape, g_scaled, self.generator)
         return self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits, g_loss=g_loss)
 
-    def _g_update(self, z: tf.Tensor) -> dict:
+    def _g_update(self, z: tf.Tensor, attributes: tf.Tensor | None) -> dict:
         with tf.GradientTape() as tape:
-            fake_logits = self.discriminator(self.generator(z, training=True), training=True)
+            fake_images = self._generate(z, attributes)
+            fake_logits = self._discriminate(fake_images, attributes, training=True)
             g_loss = self.losses.generator(fake_logits)
             g_scaled = self._scaled(self.g_optimizer, g_loss)
         self._apply(self.g_optimizer, tape, g_scaled, self.generator)
@@ -175,17 +225,19 @@ class GANTrainer:
         replicas = self.strategy.num_replicas_in_sync
         return {name: tf.reduce_mean(value) / replicas for name, value in values.items()}
 
-    def _replica_d_step(self, real_images: tf.Tensor, critic: int, joint: bool) -> dict:
+    def _replica_d_step(self, real_batch, critic: int, joint: bool) -> dict:
+        real_images, real_attributes = self._real(real_batch)
         z = self._noise(2 * critic)
         alpha_shape = (self.config.batch_size, 1, 1, 1)
         alpha = self._replica_slice(
             tf.random.stateless_uniform(alpha_shape, self._seed(2 * critic + 1))
         )
         update = self._joint_update if joint else self._d_update
-        return update(real_images, z, alpha)
+        return update(real_images, real_attributes, z, self._fake_attributes(critic), alpha)
 
     def _replica_g_step(self) -> dict:
-        return self._g_update(self._noise(_DRAWS_PER_STEP - 1))
+        z = self._noise(_DRAWS_PER_STEP - 1)
+        return self._g_update(z, self._fake_attributes(self.config.n_critic))
 
     # -- one generator update -----------------------------------------------------------
 
@@ -195,9 +247,9 @@ class GANTrainer:
 
     def _update_fn(self, real_batches: list) -> dict[str, tf.Tensor]:
         simultaneous = self.config.update == "simultaneous"
-        for critic, real_images in enumerate(real_batches):
+        for critic, real_batch in enumerate(real_batches):
             joint = simultaneous and critic == len(real_batches) - 1
-            metrics = self.strategy.run(self._replica_d_step, args=(real_images, critic, joint))
+            metrics = self.strategy.run(self._replica_d_step, args=(real_batch, critic, joint))
         if not simultaneous:
             metrics.update(self.strategy.run(self._replica_g_step))
         self.step.assign_add(1)

@@ -25,9 +25,10 @@ from tqdm import tqdm
 from sagan.atomic import atomic_directory, atomic_path
 from sagan.attention import save_snapshot
 from sagan.checkpoints import Checkpoints
+from sagan.conditioning import model_inputs
 from sagan.config import Config
 from sagan.imaging import grid, save_png, to_uint8
-from sagan.sampling import fixed_noise
+from sagan.sampling import fixed_attributes, fixed_noise
 from sagan.tracking import NullTracker, Tracker
 from sagan.trainer import GANTrainer
 
@@ -84,7 +85,8 @@ def train(
 ) -> dict[str, float]:
     """Train until the budget is spent, resuming from the newest matching checkpoint.
 
-    ``dataset`` yields global batches of float32 images in [-1, 1], repeated forever.
+    ``dataset`` yields global batches of float32 images in [-1, 1], repeated forever (with
+    their (B, A) int labels, as ``(images, labels)``, for a conditional trainer).
     Returns the final metrics (losses, D outputs, γ per attention layer, steps, images/s).
     """
     tracker = tracker or NullTracker()
@@ -107,6 +109,7 @@ def train(
     live_plots = checkpoints.directory / "plots"
     history = History(live_plots / "history.csv", start)
     noise = fixed_noise(config.train.seed, config.model.latent_dim, SAMPLE_GRID_SIDE**2)
+    attributes = fixed_attributes(trainer.conditioning, config.train.seed, SAMPLE_GRID_SIDE**2)
     metrics: dict[str, float] = {}
     timer = _Throughput(config.train.batch_size)
     progress = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True)
@@ -126,11 +129,15 @@ def train(
                 tracker.log_metrics(metrics, step)
             if step % config.train.sample_every == 0 or step == end:
                 sample_path = live_plots / "samples" / f"step_{step:06d}.png"
-                _save_samples(trainer, noise, sample_path)
+                _save_samples(trainer, model_inputs(noise, attributes), sample_path)
                 tracker.log_artifact(sample_path, "samples")
                 snapshot_path = live_plots / "attention" / f"step_{step:06d}.npz"
                 save_snapshot(
-                    trainer.sampling_generator(), trainer.discriminator, noise[:1], snapshot_path
+                    trainer.sampling_generator(),
+                    trainer.discriminator,
+                    noise[:1],
+                    snapshot_path,
+                    None if attributes is None else attributes[:1],
                 )
             if step % config.train.checkpoint_every == 0 or step == end:
                 checkpoints.save(step)
@@ -163,8 +170,8 @@ def _check_finite(losses: dict[str, float], step: int) -> None:
             )
 
 
-def _save_samples(trainer: GANTrainer, noise: tf.Tensor, path: Path) -> None:
-    images = trainer.sampling_generator()(noise, training=False)
+def _save_samples(trainer: GANTrainer, inputs, path: Path) -> None:
+    images = trainer.sampling_generator()(inputs, training=False)
     save_png(grid(to_uint8(np.asarray(images)), SAMPLE_GRID_SIDE), path)
 
 

@@ -25,9 +25,17 @@ from sagan import paths
 from sagan.atomic import atomic_directory
 from sagan.attention import IMAGE_KEY, attention_maps, query_maps, read_snapshots
 from sagan.attention_plots import curves_figure, overlay_figure, save_figure
+from sagan.conditioning import Conditioning, model_inputs
 from sagan.config import Config, ConfigError, load_config
 from sagan.imaging import to_uint8
-from sagan.sampling import DISCRIMINATOR, fixed_noise, load_generator, load_model
+from sagan.sampling import (
+    DISCRIMINATOR,
+    fixed_attributes,
+    fixed_noise,
+    generator_conditioning,
+    load_generator,
+    load_model,
+)
 from sagan.tracking import TrackingError, reopen_run
 
 logger = logging.getLogger("stages.attention")
@@ -36,14 +44,20 @@ NETWORKS = {"g": "generator", "d": "discriminator"}
 
 
 def final_figures(
-    config: Config, generator: keras.Model, discriminator: keras.Model, out_dir: Path
+    config: Config,
+    generator: keras.Model,
+    discriminator: keras.Model,
+    out_dir: Path,
+    conditioning: Conditioning | None = None,
 ) -> None:
-    """The maps of the trained networks on the first fixed-noise faces."""
-    z = fixed_noise(config.train.seed, generator.input_shape[-1], config.attention.num_images)
-    images = generator(z, training=False)
+    """The maps of the trained networks on the first fixed-noise faces (and attributes)."""
+    count = config.attention.num_images
+    z = fixed_noise(config.train.seed, generator.inputs[0].shape[-1], count)
+    attributes = fixed_attributes(conditioning, config.train.seed, count)
+    images = generator(model_inputs(z, attributes), training=False)
     maps = {
-        "g": attention_maps(generator, z),
-        "d": attention_maps(discriminator, images),
+        "g": attention_maps(generator, model_inputs(z, attributes)),
+        "d": attention_maps(discriminator, model_inputs(images, attributes)),
     }
     points = list(config.attention.queries.values())
     faces = to_uint8(np.asarray(images))
@@ -91,13 +105,14 @@ def main() -> int:
         # line and exit 1, and leaves the run as train left it.
         generator = load_generator(paths.MODELS_DIR)
         discriminator = load_model(paths.MODELS_DIR / DISCRIMINATOR)
+        conditioning = generator_conditioning(generator, paths.CONDITIONING_FILE)
         tracker = reopen_run(config, paths.RUN_FILE)
     except (ConfigError, TrackingError, FileNotFoundError, ValueError) as error:
         logger.error("%s", error)
         return 1
     try:
         with atomic_directory(paths.ATTENTION_PLOTS_DIR) as staging:
-            final_figures(config, generator, discriminator, staging)
+            final_figures(config, generator, discriminator, staging, conditioning)
             training_figures(config, paths.ATTENTION_SNAPSHOTS, staging)
             save_figure(
                 curves_figure(paths.TRAIN_PLOTS_DIR / "history.csv"), staging / "gamma_sigma.png"

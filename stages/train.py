@@ -1,8 +1,9 @@
 """DVC stage `train`: the SAGAN training loop, checkpointed and tracked in MLflow.
 
 Reads data/prepared, writes models/ (generator, discriminator, the EMA generator when kept,
-and the MLflow run id), metrics/train.json and plots/train/, and keeps checkpoints/ across
-runs so that a killed run resumes where its last checkpoint left it.
+the MLflow run id and, for a conditional model, attributes.json: the conditioned attributes
+and their training-split distribution), metrics/train.json and plots/train/, and keeps
+checkpoints/ across runs so that a killed run resumes where its last checkpoint left it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import tensorflow as tf
 from sagan import paths
 from sagan.atomic import atomic_path
 from sagan.checkpoints import CheckpointError, fingerprint
+from sagan.conditioning import Conditioning, conditioning_from_labels
 from sagan.config import Config, ConfigError, load_config
 from sagan.data.errors import DataError
-from sagan.data.pipeline import make_dataset, read_manifest
+from sagan.data.pipeline import make_dataset, read_labels, read_manifest
 from sagan.tracking import (
     MlflowTracker,
     TrackingError,
@@ -47,6 +49,18 @@ def open_tracking(config: Config, manifest_path: Path) -> MlflowTracker:
     return start_run(config, run_tags(_sha256(manifest_path)), run_file=run_file)
 
 
+def load_conditioning(config: Config, manifest: dict) -> Conditioning | None:
+    """The conditioned attributes, checked against the manifest (None when unconditional)."""
+    if not config.model.conditional:
+        return None
+    return conditioning_from_labels(
+        config.model.condition_on,
+        manifest["attribute_names"],
+        manifest["attribute_classes"],
+        read_labels(paths.PREPARED_DIR, "train"),
+    )
+
+
 def save_outputs(trainer: GANTrainer, metrics: dict[str, float]) -> None:
     models = {"generator": trainer.generator, "discriminator": trainer.discriminator}
     if trainer.ema_generator is not None:
@@ -54,6 +68,8 @@ def save_outputs(trainer: GANTrainer, metrics: dict[str, float]) -> None:
     for name, model in models.items():
         with atomic_path(paths.MODELS_DIR / f"{name}.keras") as temporary:
             model.save(temporary)
+    if trainer.conditioning is not None:
+        trainer.conditioning.save(paths.CONDITIONING_FILE)
     with atomic_path(paths.TRAIN_METRICS) as temporary:
         temporary.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
@@ -68,6 +84,7 @@ def main() -> int:
                 f"data.image_size is {config.data.image_size} but {paths.PREPARED_DIR} holds "
                 f"{manifest['image_size']}px images: rerun prepare (dvc repro)"
             )
+        conditioning = load_conditioning(config, manifest)
         tracker = open_tracking(config, paths.PREPARED_DIR / paths.MANIFEST_NAME)
     except (ConfigError, DataError, TrackingError) as error:
         logger.error("%s", error)
@@ -80,16 +97,24 @@ def main() -> int:
     # (building the models takes seconds) leaves the run marked RUNNING.
     try:
         trainer = GANTrainer(
-            config.model, config.train, config.data.image_size, make_strategy(config.train.strategy)
+            config.model,
+            config.train,
+            config.data.image_size,
+            make_strategy(config.train.strategy),
+            conditioning,
         )
         dataset = make_dataset(
-            paths.PREPARED_DIR, "train", config.train.batch_size, seed=config.train.seed
+            paths.PREPARED_DIR,
+            "train",
+            config.train.batch_size,
+            seed=config.train.seed,
+            with_labels=conditioning is not None,
         )
         metrics = train(
             config, trainer, dataset, manifest["splits"]["train"]["count"], train_paths, tracker
         )
         save_outputs(trainer, metrics)
-        tracker.log_generator(trainer.sampling_generator(), config.model.latent_dim)
+        tracker.log_generator(trainer.sampling_generator())
         write_run_file(paths.RUN_FILE, tracker)
     except KeyboardInterrupt:
         tracker.finish("KILLED")

@@ -16,9 +16,11 @@ from sagan.attention import (
     save_snapshot,
 )
 from sagan.attention_plots import curves_figure, save_figure
+from sagan.conditioning import conditioning_from_labels, model_inputs
 from sagan.config import DEFAULT_QUERIES, Config, ModelConfig
 from sagan.layers import SelfAttention
 from sagan.models import build_discriminator, build_generator
+from sagan.sampling import fixed_attributes
 from stages.attention import final_figures, training_figures
 
 TINY = ModelConfig(latent_dim=8, g_width=8, d_width=8)
@@ -144,3 +146,23 @@ def test_the_stage_figures_cover_every_layer_and_query(networks, tmp_path):
     over_training = Image.open(out / "generator_attention_16_over_training.png")
     assert final.width == over_training.width == round((1 + len(DEFAULT_QUERIES)) * 145)
     assert over_training.height > final.height
+
+
+def test_conditional_networks_get_their_attributes_in_maps_and_snapshots(tmp_path):
+    conditioning = conditioning_from_labels(None, ("glasses",), (2,), np.array([[0], [1]]))
+    conditional = ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True)
+    keras.utils.set_random_seed(0)
+    generator = build_generator(conditional, 32, conditioning.dim)
+    discriminator = build_discriminator(conditional, 32, conditioning.dim)
+    _grow_gammas(generator)
+    z = np.ones((1, 8), np.float32)
+    attributes = fixed_attributes(conditioning, 0, 1)
+    save_snapshot(generator, discriminator, z, tmp_path / "step_000001.npz", attributes)
+    ((step, arrays),) = read_snapshots(tmp_path)
+    assert {"g_attention_16", "d_attention_16", IMAGE_KEY} <= set(arrays)
+    final_figures(Config(), generator, discriminator, tmp_path / "out", conditioning)
+    assert (tmp_path / "out" / "generator_attention_16.png").is_file()
+    # The maps depend on the attributes: the other class gives other G maps for the same z.
+    maps = attention_maps(generator, model_inputs(z, attributes))["attention_16"]
+    flipped = attention_maps(generator, model_inputs(z, 1.0 - attributes))["attention_16"]
+    assert np.abs(maps - flipped).max() > 1e-6

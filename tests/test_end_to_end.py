@@ -162,3 +162,37 @@ def test_a_temporary_experiment_reports_to_the_repository_store(repo):
     generator = mlflow.keras.load_model(f"runs:/{runs[-1].info.run_id}/generator")
     faces = generator(np.zeros((2, 16), np.float32)).numpy()
     assert faces.shape == (2, 32, 32, 3) and np.abs(faces).max() <= 1.0
+
+
+def test_a_conditional_pipeline_writes_its_attributes_and_metrics(repo):
+    # Last in this module: it leaves the repository conditional.
+    _edit_params(
+        repo,
+        {
+            "model": {"conditional": True, "condition_on": ["glasses", "hair_colour"]},
+            "generate": {"attributes": {"glasses": 1}},
+        },
+    )
+    assert _repro(repo) == {"train", "generate", "attention", "evaluate"}
+    assert json.loads((repo / "models" / "attributes.json").read_text())["names"] == [
+        "glasses",
+        "hair_colour",
+    ]
+    rows = (repo / "samples" / "attributes.csv").read_text().splitlines()
+    assert rows[0] == "image,glasses,hair_colour" and len(rows) == 41
+    assert {row.split(",")[1] for row in rows[1:]} == {"1"}  # generate.attributes holds
+    assert (repo / "samples" / "sweep.png").is_file()
+    evaluation = json.loads((repo / "metrics" / "eval.json").read_text())
+    for key in (
+        "conditional_accuracy",
+        "conditional_accuracy_glasses",
+        "conditional_accuracy_real_hair_colour",
+        "intra_fid",
+        "intra_fid_glasses_1",
+    ):
+        assert math.isfinite(evaluation[key]), key
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("sagan")
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert run.data.params["model.conditional"] == "True"
+    assert math.isfinite(run.data.metrics["eval_conditional_accuracy"])

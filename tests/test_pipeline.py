@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from sagan.data.errors import DataError
-from sagan.data.pipeline import dataset_fn, make_dataset
+from sagan.data.pipeline import dataset_fn, make_dataset, read_labels
 from sagan.data.records import encode_example
 from sagan.data.shards import write_shards
 from sagan.paths import MANIFEST_NAME
@@ -59,6 +59,11 @@ def test_images_are_float32_in_minus_one_to_one_with_their_labels(prepared: Path
         images, np.broadcast_to(expected[:, None, None, None], images.shape), atol=1e-6
     )
     assert images.min() == -1.0 and images.max() == 1.0
+
+
+def test_the_labels_of_a_split_are_read_in_manifest_order(prepared: Path) -> None:
+    labels = read_labels(prepared, "train")
+    assert labels.dtype == np.int32 and labels.tolist() == [[i, 2 * i] for i in range(COUNT)]
 
 
 def test_without_labels_the_elements_are_images(prepared: Path) -> None:

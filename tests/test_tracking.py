@@ -54,7 +54,7 @@ def test_a_run_holds_params_tags_metrics_artifacts_and_a_loadable_generator(in_r
     picture.write_bytes(b"\x89PNG not really")
     tracker.log_artifact(picture, "samples")
     generator = build_generator(config.model, 32)
-    tracker.log_generator(generator, config.model.latent_dim)
+    tracker.log_generator(generator)
     tracker.finish()
 
     client = MlflowClient(f"sqlite:///{in_repo}/mlflow.db")
@@ -102,3 +102,17 @@ def test_an_unreachable_store_fails_before_training(in_repo):
     config = Config(mlflow=MlflowConfig(tracking_uri="sqlite:///a_file/mlflow.db"))
     with pytest.raises(TrackingError, match="cannot use the MLflow store"):
         start_run(config, {})
+
+
+def test_a_conditional_generator_is_logged_with_named_inputs(in_repo):
+    config = Config(model=ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True))
+    tracker = start_run(config, {})
+    generator = build_generator(config.model, 32, attribute_dim=3)
+    tracker.log_generator(generator)
+    tracker.finish()
+    mlflow.set_tracking_uri(f"sqlite:///{in_repo}/mlflow.db")
+    loaded = mlflow.keras.load_model(f"runs:/{tracker.run_id}/generator")
+    inputs = [np.ones((2, 8), np.float32), np.eye(3, dtype=np.float32)[[0, 2]]]
+    np.testing.assert_allclose(loaded(inputs).numpy(), generator(inputs).numpy(), atol=1e-6)
+    signature = mlflow.models.get_model_info(f"runs:/{tracker.run_id}/generator").signature
+    assert signature.inputs.input_names() == ["z", "attributes"]

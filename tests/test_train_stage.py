@@ -3,6 +3,7 @@ uninterrupted run ends, bit for bit, in the same MLflow run."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,12 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = 24
 
 
-def _workspace(root: Path) -> Path:
+def _workspace(root: Path, **model) -> Path:
     """A working directory with tiny params and prepared data, as `dvc repro` would leave it."""
     root.mkdir()
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update(num_train=64, num_test=16, image_size=32, images_per_shard=32)
-    params["model"].update(latent_dim=16, g_width=8, d_width=8)
+    params["model"].update(latent_dim=16, g_width=8, d_width=8, **model)
     params["train"].update(
         batch_size=8,
         steps=STEPS,
@@ -97,3 +98,28 @@ def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # the killed run was resumed
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "g_loss")]
     assert steps[-1] == STEPS
+
+
+def test_a_conditional_train_stage_checks_the_names_and_saves_its_attributes(tmp_path):
+    unknown = _workspace(tmp_path / "unknown", conditional=True, condition_on=["glasses", "blond"])
+    process = _train(unknown)
+    log = process.communicate(timeout=300)[0]
+    assert process.returncode == 1, log
+    assert "model.condition_on: unknown attribute 'blond'; the prepared data's attributes " in log
+    assert "skin_tone, face_shape, hair_colour" in log and "Traceback" not in log
+    assert not (unknown / "mlflow.db").exists() and not (unknown / "checkpoints").exists()
+
+    root = _workspace(tmp_path / "conditional", conditional=True, condition_on=["glasses"])
+    (root / "params.yaml").write_text(
+        (root / "params.yaml").read_text().replace(f"steps: {STEPS}", "steps: 2")
+    )
+    process = _train(root)
+    log = process.communicate(timeout=300)[0]
+    assert process.returncode == 0, log
+    attributes = json.loads((root / "models" / "attributes.json").read_text())
+    assert attributes["names"] == ["glasses"] and attributes["classes"] == [2]
+    assert sum(attributes["counts"]) == 64
+    import sagan.layers  # noqa: F401  (registers the custom layers)
+
+    generator = keras.models.load_model(root / "models" / "generator.keras", safe_mode=True)
+    assert [x.name for x in generator.inputs] == ["z", "attributes"]

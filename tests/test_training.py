@@ -13,18 +13,19 @@ import pytest
 import tensorflow as tf
 
 from sagan.checkpoints import CheckpointError, fingerprint
+from sagan.conditioning import Conditioning, conditioning_from_labels
 from sagan.config import Config, DataConfig, ModelConfig, TrainConfig
-from sagan.trainer import GANTrainer
+from sagan.trainer import MAX_CONDITIONAL_CRITICS, GANTrainer
 from sagan.training import NonFiniteLossError, TrainPaths, total_steps, train
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32
 
 
-def tiny_config(**train_overrides) -> Config:
+def tiny_config(conditional: bool = False, **train_overrides) -> Config:
     return Config(
         data=DataConfig(image_size=IMAGE_SIZE, num_train=64, num_test=16),
-        model=ModelConfig(latent_dim=16, g_width=8, d_width=8),
+        model=ModelConfig(latent_dim=16, g_width=8, d_width=8, conditional=conditional),
         train=TrainConfig(
             **{
                 "batch_size": 8,
@@ -41,14 +42,32 @@ def tiny_config(**train_overrides) -> Config:
 def images(count: int = 64, seed: int = 0, nan_from: int | None = None) -> tf.data.Dataset:
     rng = np.random.default_rng(seed)
     pixels = rng.uniform(-1, 1, (count, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
-    pixels[nan_from:count if nan_from is not None else 0] = np.nan
+    pixels[nan_from : count if nan_from is not None else 0] = np.nan
     return tf.data.Dataset.from_tensor_slices(pixels).repeat().batch(8, drop_remainder=True)
 
 
+def labels(count: int = 64) -> np.ndarray:
+    """(count, 2) labels of two attributes (3 and 2 classes), repeating a 4-row pattern."""
+    return np.tile(np.array([[0, 1], [2, 0], [2, 1], [1, 1]], np.int32), (count // 4, 1))
+
+
+def labelled_images(count: int = 64) -> tf.data.Dataset:
+    pixels = images(count).unbatch()
+    return tf.data.Dataset.zip(
+        pixels, tf.data.Dataset.from_tensor_slices(labels(count)).repeat()
+    ).batch(8, drop_remainder=True)
+
+
+def conditioning() -> Conditioning:
+    return conditioning_from_labels(("b", "a"), ("a", "b"), (3, 2), labels())
+
+
 def run(config: Config, tmp_path: Path, dataset=None) -> tuple[GANTrainer, dict]:
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
+    conditional = conditioning() if config.model.conditional else None
+    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=conditional)
     paths = TrainPaths(checkpoints=tmp_path / "checkpoints", plots=tmp_path / "plots")
-    metrics = train(config, trainer, dataset or images(), 64, paths)
+    default = labelled_images() if conditional else images()
+    metrics = train(config, trainer, dataset or default, 64, paths)
     return trainer, metrics
 
 
@@ -163,6 +182,34 @@ def test_training_options_run(tmp_path):
         assert all(np.isfinite(value) for value in metrics.values()), options
 
 
+def test_conditional_training_runs_with_its_options(tmp_path):
+    for options in (
+        {},
+        {"update": "alternating", "n_critic": 2, "loss": "wasserstein", "gp_weight": 10.0},
+        {"mixed_precision": "mixed_bfloat16", "ema_decay": 0.9},
+    ):
+        trainer, metrics = run(tiny_config(True, steps=2, **options), tmp_path / str(len(options)))
+        assert all(np.isfinite(value) for value in metrics.values()), options
+        assert [i.name for i in trainer.sampling_generator().inputs] == ["z", "attributes"]
+        assert (tmp_path / str(len(options)) / "plots" / "samples" / "step_000002.png").is_file()
+        assert (tmp_path / str(len(options)) / "plots" / "attention" / "step_000002.npz").is_file()
+
+
+def test_the_fake_half_gets_attribute_rows_of_the_training_split():
+    config = tiny_config(True)
+    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=conditioning())
+    drawn = {tuple(row) for draw in range(3) for row in trainer._fake_attributes(draw).numpy()}
+    # (b, a) one-hot: b ∈ {0, 1} then a ∈ {0, 1, 2}; the table holds (1,0) (0,2) (1,2) (1,1)
+    table = {(0, 1, 1, 0, 0), (1, 0, 0, 0, 1), (0, 1, 0, 0, 1), (0, 1, 0, 1, 0)}
+    assert drawn == table
+
+
+def test_a_conditional_trainer_limits_the_critic_updates():
+    config = tiny_config(True, n_critic=MAX_CONDITIONAL_CRITICS + 1)
+    with pytest.raises(ValueError, match="train.n_critic is 21"):
+        GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=conditioning())
+
+
 def test_batch_must_split_over_the_replicas():
     class FourReplicas:
         num_replicas_in_sync = 4
@@ -174,7 +221,8 @@ def test_batch_must_split_over_the_replicas():
         )
 
 
-def test_mirrored_strategy_matches_a_single_device():
+@pytest.mark.parametrize("conditional", [False, True])
+def test_mirrored_strategy_matches_a_single_device(conditional):
     """Two logical CPUs must be set before TensorFlow starts, hence a fresh process."""
     script = textwrap.dedent(
         """
@@ -182,13 +230,15 @@ def test_mirrored_strategy_matches_a_single_device():
         cpu = tf.config.list_physical_devices("CPU")[0]
         two_cpus = [tf.config.LogicalDeviceConfiguration()] * 2
         tf.config.set_logical_device_configuration(cpu, two_cpus)
-        from tests.test_training import images, tiny_config
+        from tests.test_training import conditioning, images, labelled_images, tiny_config
         from sagan.trainer import GANTrainer
 
         def losses(strategy):
-            config = tiny_config()
-            trainer = GANTrainer(config.model, config.train, 32, strategy)
-            iterator = iter(strategy.experimental_distribute_dataset(images()))
+            config = tiny_config(CONDITIONAL)
+            attributes = conditioning() if CONDITIONAL else None
+            trainer = GANTrainer(config.model, config.train, 32, strategy, attributes)
+            batches = labelled_images() if CONDITIONAL else images()
+            iterator = iter(strategy.experimental_distribute_dataset(batches))
             return [
                 {k: float(v) for k, v in trainer.train_step(iterator).items()} for _ in range(3)
             ]
@@ -200,7 +250,7 @@ def test_mirrored_strategy_matches_a_single_device():
                 assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (key, a, b)
         print("OK", single[-1], mirrored[-1])
         """
-    )
+    ).replace("CONDITIONAL", str(conditional))
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=REPO
     )

@@ -22,10 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from sagan.data.errors import DataError
-from sagan.data.records import decode_batch
+from sagan.data.records import decode_batch, decode_labels
 from sagan.paths import MANIFEST_NAME
 
 SHUFFLE_BUFFER = 4096  # records; the shards are already in a seeded random order
@@ -91,6 +92,20 @@ def make_dataset(
     )
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def read_labels(data_dir: str | Path, split: str) -> np.ndarray:
+    """Every label of a split as int32 (N, A) in the manifest's order, images left undecoded."""
+    manifest = read_manifest(data_dir)
+    files = _shard_paths(Path(data_dir), manifest, split)
+    decode = functools.partial(decode_labels, num_attributes=len(manifest["attribute_names"]))
+    batches = tf.data.TFRecordDataset(files).batch(SHUFFLE_BUFFER).map(decode)
+    found = [batch.numpy() for batch in batches]
+    return (
+        np.concatenate(found)
+        if found
+        else np.zeros((0, len(manifest["attribute_names"])), np.int32)
+    )
 
 
 def dataset_fn(

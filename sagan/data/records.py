@@ -55,3 +55,9 @@ def decode_batch(
     if with_labels:
         return images, tf.cast(parsed[ATTRIBUTES], tf.int32)
     return images
+
+
+def decode_labels(serialized: tf.Tensor, num_attributes: int) -> tf.Tensor:
+    """A batch of serialized records -> their int32 labels (B, A), leaving the images be."""
+    spec = {ATTRIBUTES: tf.io.FixedLenFeature([num_attributes], tf.int64)}
+    return tf.cast(tf.io.parse_example(serialized, spec)[ATTRIBUTES], tf.int32)
