@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -256,12 +258,15 @@ def _attribute_map(channels: int, bias: str, name: str, dtype) -> keras.layers.D
 class Projection(keras.layers.Layer):
     """The projection discriminator's attribute term (Miyato & Koyama 2018, eq. 3):
 
-        φ(x) = Σ_positions h(x)      (D's last feature map, sum-pooled as in the official code)
-        term = ⟨a V / σ(V), φ(x)⟩     (a: one-hot attributes (B, K); V: (K, C) embedding)
+        φ(x) = flatten(h(x))         (D's last feature map, the vector its linear logit reads)
+        term = ⟨a V / σ(V), φ(x)⟩     (a: one-hot attributes (B, K); V: (K, H·W·C) embedding)
 
-    The embedding is spectrally normalized like the rest of D (the official code's
-    ``SNEmbedding``). Added to D's unconditional logit. Called on ``[h (B, H, W, C), a (B, K)]``,
-    returns (B, 1); the sums run in float32 whatever the compute dtype.
+    As in the paper, the projection and the unconditional logit ψ(φ(x)) share one φ: our D's
+    logit is a Dense over the flattened map, so φ is that map flattened (a ResNet D's is a
+    sum over positions). With V spectrally normalized like ψ (the official code's
+    ``SNEmbedding``), the two terms have the same bound; a sum-pooled φ would let the
+    projection outweigh ψ by up to √(H·W) and, in our runs, let D win from the first steps.
+    Called on ``[h (B, H, W, C), a (B, K)]``; returns (B, 1), summed in float32.
     """
 
     def __init__(self, power_iterations: int = 1, **kwargs):
@@ -271,9 +276,8 @@ class Projection(keras.layers.Layer):
     def build(self, input_shape):
         features_shape, attributes_shape = input_shape
         policy = self.dtype_policy
-        embedding = keras.layers.Dense(
-            features_shape[-1], use_bias=False, name="embedding", dtype=policy
-        )
+        flat_size = math.prod(features_shape[1:])
+        embedding = keras.layers.Dense(flat_size, use_bias=False, name="embedding", dtype=policy)
         self.embedding = SpectralNormalization(
             embedding, self.power_iterations, name="sn_embedding", dtype=policy
         )
@@ -282,9 +286,9 @@ class Projection(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         features, attributes = inputs
-        pooled = ops.sum(ops.cast(features, "float32"), axis=(1, 2))  # (B, C)
-        embedded = ops.cast(self.embedding(attributes, training=training), "float32")  # (B, C)
-        term = ops.sum(embedded * pooled, axis=-1, keepdims=True)  # (B, 1)
+        flat = ops.reshape(ops.cast(features, "float32"), (ops.shape(features)[0], -1))
+        embedded = ops.cast(self.embedding(attributes, training=training), "float32")
+        term = ops.sum(embedded * flat, axis=-1, keepdims=True)  # (B, 1)
         return ops.cast(term, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

@@ -89,17 +89,17 @@ def test_conditional_bn_scales_and_shifts_by_the_attributes():
 
 
 def test_the_projection_term_is_its_formula():
-    """⟨a V / σ(V), Σ_positions h⟩ with σ the top singular value of V."""
+    """⟨a V / σ(V), flatten(h)⟩ with σ the top singular value of V."""
     features = tf.random.stateless_normal((3, 2, 2, 6), seed=(5, 6))
     attributes = _attributes(3)
     layer = Projection(power_iterations=50)
     layer([features, attributes])
-    kernel = np.random.default_rng(1).standard_normal((5, 6)).astype("float32")
+    kernel = np.random.default_rng(1).standard_normal((5, 2 * 2 * 6)).astype("float32")
     layer.embedding.layer.kernel.assign(kernel)
     layer([features, attributes], training=True)  # 50 power iterations: u converges
     sigma = np.linalg.svd(kernel, compute_uv=False)[0]
-    pooled = features.numpy().sum(axis=(1, 2))  # (B, C)
-    expected = ((attributes @ kernel / sigma) * pooled).sum(axis=1, keepdims=True)
+    flat = features.numpy().reshape(3, -1)  # (B, H·W·C)
+    expected = ((attributes @ kernel / sigma) * flat).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(layer([features, attributes]).numpy(), expected, rtol=1e-4)
 
 
