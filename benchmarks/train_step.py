@@ -4,8 +4,9 @@ Side by side in one process, on the same random batches:
 - ``straightforward``: a plain ``tf.function`` step with separate D and G updates that each
   recompute G(z), D(real) and D(fake) as separate calls, no XLA;
 - ``sagan``: :class:`sagan.trainer.GANTrainer` with its defaults (the simultaneous update: one
-  forward pass serves the D and the G update; one D call on [real; fake]), then with
-  ``jit_compile``, with the alternating update, and in ``mixed_bfloat16``.
+  forward and one backward pass through D serve the D and the G update), then with two
+  backward passes (one gradient tape per network, to show what sharing the backward pass
+  buys), with ``jit_compile``, with the alternating update, and in ``mixed_bfloat16``.
 
 The "effective MFU" counts the FLOPs of the straightforward step for every variant (the
 work one training step does, however it is computed) against the measured peak, so it
@@ -17,11 +18,12 @@ FLOPs per step come from TensorFlow's graph profiler on one forward pass of each
 same process (the CPU's nominal 2.1 GHz × AVX2 FMA width understates what its AVX-512 units
 and turbo clock deliver: the straightforward step alone measures above that). Usage:
 
-    python -m benchmarks.train_step [--batch 64] [--steps 10] [--rounds 5]
+    python -m benchmarks.train_step [--batch 64] [--steps 2] [--rounds 20]
 
 The variants take turns: each round times every variant for ``--steps`` steps, and the
-figures are medians over the rounds, so a burst of load from elsewhere on a shared machine
-hits one round of every variant rather than the whole of one.
+figures are medians over the rounds (ratios are taken round by round), so a burst of load
+from elsewhere on a shared machine hits one round of every variant rather than the whole of
+one. Short turns keep the variants of one round close in time.
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ def images_per_second(step, iterator, batch: int, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
 
     model = ModelConfig()
@@ -125,12 +127,14 @@ def main() -> None:
     variants = {"straightforward": straightforward_step(model, args.batch)}
     for name, options in {
         "sagan": {},
+        "sagan two backward passes": {},
         "sagan jit_compile": {"jit_compile": True},
         "sagan update=alternating": {"update": "alternating"},
         "sagan mixed_bfloat16": {"mixed_precision": "mixed_bfloat16"},
     }.items():
-        train = TrainConfig(batch_size=args.batch, **options)
-        variants[name] = GANTrainer(model, train, 64).train_step
+        trainer = GANTrainer(model, TrainConfig(batch_size=args.batch, **options), 64)
+        trainer.shares_backward = name != "sagan two backward passes"  # read when first traced
+        variants[name] = trainer.train_step
     iterator = iter(dataset)
     for step in variants.values():  # trace, compile and warm up
         images_per_second(step, iterator, args.batch, 3)
@@ -139,14 +143,17 @@ def main() -> None:
         for name, step in variants.items():
             rounds[name].append(images_per_second(step, iterator, args.batch, args.steps))
     baseline = np.array(rounds["straightforward"])
-    print(f"medians over {args.rounds} rounds of {args.steps} steps; ratios per round, then median")
+    print(
+        f"medians over {args.rounds} rounds of {args.steps} steps; ratios per round, then their "
+        "median and middle half"
+    )
     for name, rates in rounds.items():
         rate = np.median(rates)
-        ratios = np.array(rates) / baseline
+        low, ratio, high = np.percentile(np.array(rates) / baseline, [25, 50, 75])
         mfu = rate / args.batch * flops / peak
         print(
-            f"{name:28s} {rate:7.1f} images/s  {np.median(ratios):4.2f}x "
-            f"(rounds {ratios.min():.2f}–{ratios.max():.2f})  effective MFU {mfu:6.1%}"
+            f"{name:28s} {rate:7.1f} images/s  {ratio:4.2f}x ({low:.2f}–{high:.2f})  "
+            f"effective MFU {mfu:6.1%}"
         )
 
 

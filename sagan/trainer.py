@@ -7,8 +7,11 @@ One call of :meth:`GANTrainer.train_step` is one generator update (the unit of
     G: L_G(D(G(z)))                   → Adam(g_lr)
 
 ``train.update: simultaneous`` (the default, as in TensorFlow's GAN tutorials) takes the
-last D update and the G update from one forward pass under two tapes: G's gradient sees D
-as it was before that D update, and the step costs about 9 instead of 13 network passes.
+last D update and the G update from one forward pass: G's gradient sees D as it was before
+that D update. One backward pass through D then serves both updates (see
+:meth:`GANTrainer._shared_backward`): G runs forward and backward once, and D forward and
+backward once on each half, where separate updates take two G forwards and three D forwards
+and three D backwards.
 ``alternating`` (the authors' PyTorch code) runs G's update on fresh noise through the
 freshly updated D.
 
@@ -45,6 +48,10 @@ _DRAWS_PER_STEP = 64  # room for n_critic noise draws, GP draws and the G draw o
 # Attribute draws count down from below the G noise (purpose 63), apart from 2·critic (+1).
 _FIRST_ATTRIBUTE_PURPOSE = _DRAWS_PER_STEP - 2
 MAX_CONDITIONAL_CRITICS = _FIRST_ATTRIBUTE_PURPOSE // 3
+# What a fake image's logit sends back through D where the D loss sends nothing: small
+# enough that D's gradient cannot tell, large enough that the images' gradients stay normal
+# numbers in float32 and bfloat16 (both reach 1e-38).
+_COTANGENT_FLOOR = 2.0**-32
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -113,6 +120,9 @@ class GANTrainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
         # takes the batches already drawn and holds every strategy.run of the update.
+        # The gradient penalty makes L_D depend on the fake images outside their logits, and
+        # float16 would flush the floor's tiny image gradients to zero.
+        self.shares_backward = config.gp_weight == 0 and config.mixed_precision != "mixed_float16"
         self._update = tf.function(self._update_fn, jit_compile=config.jit_compile)
         self.train_step = tf.function(self._train_step)
 
@@ -157,16 +167,25 @@ class GANTrainer:
 
     # -- per-replica updates ------------------------------------------------------------
 
-    def _d_loss(
-        self, real_images, real_attributes, fake_images, fake_attributes, alpha
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """L_D [+ λ·GP], and D's logits on the real and the fake half."""
+    def _logits(
+        self, real_images, real_attributes, fake_images, fake_attributes
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """D's logits on the real and the fake half."""
         # In D, `training` only drives the spectral norms' power iteration (D has no
         # BatchNorm): the fake call refines u once and the real call reuses it, so both
         # halves see the same σ. Two calls rather than one on [real; fake] let G's gradient
         # run back through the fake half alone.
         fake_logits = self._discriminate(fake_images, fake_attributes, training=True)
         real_logits = self._discriminate(real_images, real_attributes, training=False)
+        return real_logits, fake_logits
+
+    def _d_loss(
+        self, real_images, real_attributes, fake_images, fake_attributes, alpha
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """L_D [+ λ·GP], and D's logits on the real and the fake half."""
+        real_logits, fake_logits = self._logits(
+            real_images, real_attributes, fake_images, fake_attributes
+        )
         loss = self.losses.discriminator(real_logits, fake_logits)
         if self.config.gp_weight > 0:
             # The interpolates carry the real attributes, as in StudioGAN's penalty.
@@ -183,8 +202,7 @@ class GANTrainer:
         return optimizer.scale_loss(loss / self.strategy.num_replicas_in_sync)
 
     @staticmethod
-    def _apply(optimizer, tape, scaled_loss: tf.Tensor, model: keras.Model) -> None:
-        gradients = tape.gradient(scaled_loss, model.trainable_variables)
+    def _apply(optimizer, gradients: list, model: keras.Model) -> None:
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
 
     def _d_update(self, real_images, real_attributes, z, fake_attributes, alpha) -> dict:
@@ -194,11 +212,22 @@ class GANTrainer:
                 real_images, real_attributes, fake_images, fake_attributes, alpha
             )
             d_scaled = self._scaled(self.d_optimizer, d_loss)
-        self._apply(self.d_optimizer, tape, d_scaled, self.discriminator)
+        d_variables = self.discriminator.trainable_variables
+        self._apply(self.d_optimizer, tape.gradient(d_scaled, d_variables), self.discriminator)
         return self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits)
 
     def _joint_update(self, real_images, real_attributes, z, fake_attributes, alpha) -> dict:
         """D and G updates from one forward pass; G's gradient sees D before its update."""
+        gradients = self._shared_backward if self.shares_backward else self._two_backwards
+        d_gradients, g_gradients, metrics = gradients(
+            real_images, real_attributes, z, fake_attributes, alpha
+        )
+        self._apply(self.d_optimizer, d_gradients, self.discriminator)
+        self._apply(self.g_optimizer, g_gradients, self.generator)
+        return metrics
+
+    def _two_backwards(self, real_images, real_attributes, z, fake_attributes, alpha):
+        """D's and G's gradients from one tape each: two backward passes through D's fake half."""
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
             fake_images = self._generate(z, fake_attributes)
             d_loss, real_logits, fake_logits = self._d_loss(
@@ -207,9 +236,50 @@ class GANTrainer:
             g_loss = self.losses.generator(fake_logits)
             d_scaled = self._scaled(self.d_optimizer, d_loss)
             g_scaled = self._scaled(self.g_optimizer, g_loss)
-        self._apply(self.d_optimizer, d_tape, d_scaled, self.discriminator)
-        self._apply(self.g_optimizer, g_tape, g_scaled, self.generator)
-        return self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits, g_loss=g_loss)
+        d_gradients = d_tape.gradient(d_scaled, self.discriminator.trainable_variables)
+        g_gradients = g_tape.gradient(g_scaled, self.generator.trainable_variables)
+        metrics = self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits, g_loss=g_loss)
+        return d_gradients, g_gradients, metrics
+
+    def _shared_backward(self, real_images, real_attributes, z, fake_attributes, alpha):
+        """D's and G's gradients from one backward pass through D.
+
+        Each fake image's logit receives a cotangent u_D from L_D and u_G from L_G. D treats
+        images independently (no BatchNorm), and backpropagation is linear in the cotangent,
+        so the gradient an image gets for G is its gradient under u_D times u_G / u_D. The
+        pass sends u_D, which gives D's weight gradient, and rescales each image's gradient
+        for G. Where u_D is 0 (hinge: D already rejects that fake by the margin), the pass
+        sends u_G × 2⁻³², a relative change to D's gradient far below float32's rounding.
+        """
+        del alpha  # no gradient penalty here (see shares_backward)
+        with tf.GradientTape(persistent=True) as tape:
+            fake_images = self._generate(z, fake_attributes)
+            real_logits, fake_logits = self._logits(
+                real_images, real_attributes, fake_images, fake_attributes
+            )
+        with tf.GradientTape(persistent=True) as loss_tape:
+            loss_tape.watch([real_logits, fake_logits])
+            d_loss = self.losses.discriminator(real_logits, fake_logits)
+            g_loss = self.losses.generator(fake_logits)
+            d_scaled = self._scaled(self.d_optimizer, d_loss)
+            g_scaled = self._scaled(self.g_optimizer, g_loss)
+        u_real, u_fake = loss_tape.gradient(d_scaled, [real_logits, fake_logits])
+        u_generator = loss_tape.gradient(g_scaled, fake_logits)
+        floor = _COTANGENT_FLOOR * u_generator
+        sent = tf.where(tf.abs(u_fake) >= tf.abs(floor), u_fake, floor)
+        *d_gradients, image_gradients = tape.gradient(
+            [real_logits, fake_logits],
+            [*self.discriminator.trainable_variables, fake_images],
+            output_gradients=[u_real, sent],
+        )
+        per_image = tf.reshape(tf.math.divide_no_nan(u_generator, sent), (-1, 1, 1, 1))
+        g_gradients = tape.gradient(
+            fake_images,
+            self.generator.trainable_variables,
+            output_gradients=image_gradients * tf.cast(per_image, image_gradients.dtype),
+        )
+        metrics = self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits, g_loss=g_loss)
+        return d_gradients, g_gradients, metrics
 
     def _g_update(self, z: tf.Tensor, attributes: tf.Tensor | None) -> dict:
         with tf.GradientTape() as tape:
@@ -217,7 +287,8 @@ class GANTrainer:
             fake_logits = self._discriminate(fake_images, attributes, training=True)
             g_loss = self.losses.generator(fake_logits)
             g_scaled = self._scaled(self.g_optimizer, g_loss)
-        self._apply(self.g_optimizer, tape, g_scaled, self.generator)
+        g_variables = self.generator.trainable_variables
+        self._apply(self.g_optimizer, tape.gradient(g_scaled, g_variables), self.generator)
         return self._means(g_loss=g_loss)
 
     def _means(self, **values: tf.Tensor) -> dict[str, tf.Tensor]:

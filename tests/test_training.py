@@ -255,3 +255,53 @@ def test_mirrored_strategy_matches_a_single_device(conditional):
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=REPO
     )
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "loss, conditional", [("hinge", False), ("bce", False), ("wasserstein", False), ("hinge", True)]
+)
+def test_one_backward_pass_gives_the_gradients_of_two(loss, conditional):
+    """The simultaneous update's shared backward pass matches one tape per network."""
+    config = tiny_config(conditional, loss=loss)
+    attributes = conditioning() if conditional else None
+    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=attributes)
+    assert trainer.shares_backward
+    batch = next(iter(labelled_images() if conditional else images()))
+    real_images, real_attributes = trainer._real(batch)
+    z = tf.random.stateless_normal((8, 16), (0, 1))
+    fake_attributes = trainer._fake_attributes(0)
+    # Put the hinge's margin among the fake logits, so half of the fakes send D nothing.
+    _, fake_logits = trainer._logits(
+        real_images, real_attributes, trainer._generate(z, fake_attributes), fake_attributes
+    )
+    middle = np.sort(fake_logits.numpy().ravel())[3:5].mean()
+    trainer.discriminator.get_layer("sn_logit").layer.bias.assign([-1.0 - middle])
+    state = trainer.discriminator.get_weights()  # the power iteration's u changes per call
+
+    def gradients(method):
+        trainer.discriminator.set_weights(state)
+        d_gradients, g_gradients, metrics = method(
+            real_images, real_attributes, z, fake_attributes, None
+        )
+        return [g.numpy() for g in d_gradients + g_gradients], {
+            name: float(value) for name, value in metrics.items()
+        }
+
+    shared, shared_metrics = gradients(trainer._shared_backward)
+    separate, separate_metrics = gradients(trainer._two_backwards)
+    assert shared_metrics == pytest.approx(separate_metrics, rel=1e-6)
+    # Biases ahead of BatchNorm have a gradient of 0 up to rounding: judge it by the others.
+    scale = max(np.abs(gradient).max() for gradient in separate)
+    assert scale > 0
+    for got, expected in zip(shared, separate, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6 * scale)
+
+
+def test_the_gradient_penalty_and_float16_take_two_backward_passes():
+    for options in (
+        {"loss": "wasserstein", "gp_weight": 10.0},
+        {"mixed_precision": "mixed_float16"},
+    ):
+        config = tiny_config(**options)
+        assert not GANTrainer(config.model, config.train, IMAGE_SIZE).shares_backward, options
+
