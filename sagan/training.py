@@ -4,7 +4,8 @@ Every ``train.log_every`` generator updates a row goes to ``history.csv`` and th
 (losses, mean D outputs, each attention γ, each σ, images/s); every ``train.sample_every`` a
 fixed-noise grid is saved with a snapshot of the attention maps of its first face
 (:mod:`sagan.attention`); every ``train.checkpoint_every`` and at the end, a checkpoint.
-A non-finite loss stops training at once, before it can reach a checkpoint.
+A non-finite loss stops training at once, before it can reach a checkpoint. Ctrl-C stops it
+after the step in flight, with a checkpoint of that step.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import math
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,14 +115,16 @@ def train(
     metrics: dict[str, float] = {}
     timer = _Throughput(config.train.batch_size)
     progress = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True)
-    try:
+    with _StopAtStepEnd() as stop, progress:
         for step in range(start + 1, end + 1):
             losses = {name: float(value) for name, value in trainer.train_step(iterator).items()}
             _check_finite(losses, step)
             timer.tick()
             progress.update()
             progress.set_postfix(
-                d=f"{losses['d_loss']:.3f}", g=f"{losses['g_loss']:.3f}", ips=f"{timer.rate:.0f}"
+                d=f"{losses['d_loss']:.3f}",
+                g=f"{losses['g_loss']:.3f}",
+                ips=f"{timer.rate:.0f}",
             )
             if step % config.train.log_every == 0 or step == end:
                 metrics = {**losses, **trainer.attention_gammas(), **trainer.spectral_norms()}
@@ -141,18 +145,39 @@ def train(
                 )
             if step % config.train.checkpoint_every == 0 or step == end:
                 checkpoints.save(step)
-    except KeyboardInterrupt:
-        # A second Ctrl-C (or DVC passing the first one on) must not cut this save short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        logger.warning("interrupted: saving a checkpoint at step %d", int(trainer.step.numpy()))
-        checkpoints.save(int(trainer.step.numpy()))
-        raise
-    finally:
-        progress.close()
+            if stop.requested and step < end:
+                logger.warning("interrupted: saving a checkpoint at step %d", step)
+                checkpoints.save(step)
+                raise KeyboardInterrupt
     if not metrics:  # the budget was already spent by the checkpoint we resumed from
         metrics = {**trainer.attention_gammas(), **trainer.spectral_norms()}
     _publish(live_plots, paths.plots)
     return {**metrics, "steps": end}
+
+
+class _StopAtStepEnd:
+    """Turns Ctrl-C (SIGINT) into a request that the loop reads between steps.
+
+    A KeyboardInterrupt raised wherever the signal lands could cut an MLflow write or a
+    checkpoint short (SQLAlchemy then logs a traceback from its connection pool); between
+    steps nothing is in flight. Repeats are requests too: DVC passes the terminal's Ctrl-C
+    on, so one press can arrive twice. Off the main thread, where Python takes no signals,
+    nothing changes.
+    """
+
+    def __enter__(self) -> _StopAtStepEnd:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._request)
+        return self
+
+    def _request(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exception) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _publish(source: Path, target: Path) -> None:

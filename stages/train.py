@@ -8,9 +8,9 @@ checkpoints/ across runs so that a killed run resumes where its last checkpoint 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from sagan.conditioning import Conditioning, conditioning_from_labels
 from sagan.config import Config, ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset, read_labels, read_manifest
+from sagan.data.shards import sha256
 from sagan.tracking import (
     MlflowTracker,
     TrackingError,
@@ -46,7 +47,7 @@ def open_tracking(config: Config, manifest_path: Path) -> MlflowTracker:
             return reopen_run(config, run_file)
         except TrackingError as error:
             logger.warning("cannot reopen the interrupted run (%s); starting a new one", error)
-    return start_run(config, run_tags(_sha256(manifest_path)), run_file=run_file)
+    return start_run(config, run_tags(sha256(manifest_path)), run_file=run_file)
 
 
 def load_conditioning(config: Config, manifest: dict) -> Conditioning | None:
@@ -117,6 +118,7 @@ def main() -> int:
         tracker.log_generator(trainer.sampling_generator())
         write_run_file(paths.RUN_FILE, tracker)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
         tracker.finish("KILLED")
         logger.error("interrupted; rerun the stage to resume from the last checkpoint")
         return 130
@@ -129,10 +131,6 @@ def main() -> int:
         raise
     tracker.finish()
     return 0
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 if __name__ == "__main__":

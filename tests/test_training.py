@@ -2,6 +2,7 @@
 
 import dataclasses
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import tensorflow as tf
 from sagan.checkpoints import CheckpointError, fingerprint
 from sagan.conditioning import Conditioning, conditioning_from_labels
 from sagan.config import Config, DataConfig, ModelConfig, TrainConfig
+from sagan.tracking import NullTracker
 from sagan.trainer import MAX_CONDITIONAL_CRITICS, GANTrainer
 from sagan.training import NonFiniteLossError, TrainPaths, total_steps, train
 
@@ -305,3 +307,25 @@ def test_the_gradient_penalty_and_float16_take_two_backward_passes():
         config = tiny_config(**options)
         assert not GANTrainer(config.model, config.train, IMAGE_SIZE).shares_backward, options
 
+
+def test_ctrl_c_during_a_tracker_write_lets_it_finish_then_stops(tmp_path):
+    """Ctrl-C lands mid-write: the write completes, and training stops after that step."""
+
+    class CtrlCWhileLogging(NullTracker):
+        def __init__(self):
+            self.logged = []
+
+        def log_metrics(self, metrics, step):
+            signal.raise_signal(signal.SIGINT)
+            self.logged.append(step)  # reached only if the signal did not raise here
+
+    config = tiny_config(steps=8, checkpoint_every=100)
+    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
+    paths = TrainPaths(checkpoints=tmp_path / "checkpoints", plots=tmp_path / "plots")
+    tracker = CtrlCWhileLogging()
+    with pytest.raises(KeyboardInterrupt):
+        train(config, trainer, images(), 64, paths, tracker)
+    assert tracker.logged == [2]
+    directory = tmp_path / "checkpoints" / fingerprint(config)
+    assert tf.train.latest_checkpoint(str(directory)).endswith("ckpt-2")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
