@@ -54,6 +54,26 @@ def query_maps(maps: np.ndarray, points: list[tuple[float, float]]) -> np.ndarra
     return maps[:, rows, :].reshape(maps.shape[0], len(rows), keys_side, keys_side)
 
 
+def generated_maps(
+    generator: keras.Model,
+    discriminator: keras.Model,
+    z: np.ndarray,
+    attributes: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """G's images for ``z`` (B, latent) and both networks' maps of them.
+
+    ``attributes`` (B, K) go with ``z`` into a conditional G and with the images into its D.
+    Maps are keyed ``g_<layer>`` / ``d_<layer>``; there are none for a model without
+    self-attention.
+    """
+    g_inputs = model_inputs(z, attributes)
+    images = generator(g_inputs, training=False)
+    d_inputs = model_inputs(images, attributes)
+    maps = {f"g_{name}": m for name, m in attention_maps(generator, g_inputs).items()}
+    maps |= {f"d_{name}": m for name, m in attention_maps(discriminator, d_inputs).items()}
+    return np.asarray(images), maps
+
+
 def save_snapshot(
     generator: keras.Model,
     discriminator: keras.Model,
@@ -61,22 +81,16 @@ def save_snapshot(
     path: Path,
     attributes: np.ndarray | None = None,
 ) -> None:
-    """G's image for one noise vector ``z`` (1, latent) and both networks' maps of it.
+    """:func:`generated_maps` of one noise vector ``z`` (1, latent), as float16 (HW, keys).
 
-    ``attributes`` (1, K) go with ``z`` into a conditional G and with the image into its D.
-    Maps are keyed ``g_<layer>`` / ``d_<layer>`` and stored as float16 (HW, keys) arrays;
-    nothing is written for a model without self-attention.
+    Nothing is written for a model without self-attention.
     """
-    g_inputs = model_inputs(z, attributes)
-    images = generator(g_inputs, training=False)
-    d_inputs = model_inputs(images, attributes)
-    maps = {f"g_{name}": m for name, m in attention_maps(generator, g_inputs).items()}
-    maps |= {f"d_{name}": m for name, m in attention_maps(discriminator, d_inputs).items()}
+    images, maps = generated_maps(generator, discriminator, z, attributes)
     if not maps:
         return
     arrays = {name: m[0].astype(np.float16) for name, m in maps.items()}
     with atomic_path(path) as temporary, temporary.open("wb") as handle:
-        np.savez_compressed(handle, **{IMAGE_KEY: to_uint8(np.asarray(images))[0]}, **arrays)
+        np.savez_compressed(handle, **{IMAGE_KEY: to_uint8(images)[0]}, **arrays)
 
 
 def read_snapshots(directory: Path) -> list[tuple[int, dict[str, np.ndarray]]]:

@@ -23,9 +23,9 @@ import numpy as np
 
 from sagan import paths
 from sagan.atomic import atomic_directory
-from sagan.attention import IMAGE_KEY, attention_maps, query_maps, read_snapshots
+from sagan.attention import IMAGE_KEY, generated_maps, query_maps, read_snapshots
 from sagan.attention_plots import curves_figure, overlay_figure, save_figure
-from sagan.conditioning import Conditioning, model_inputs
+from sagan.conditioning import Conditioning
 from sagan.config import Config, ConfigError, load_config
 from sagan.imaging import to_uint8
 from sagan.sampling import (
@@ -54,24 +54,20 @@ def final_figures(
     count = config.attention.num_images
     z = fixed_noise(config.train.seed, generator.inputs[0].shape[-1], count)
     attributes = fixed_attributes(conditioning, config.train.seed, count)
-    images = generator(model_inputs(z, attributes), training=False)
-    maps = {
-        "g": attention_maps(generator, model_inputs(z, attributes)),
-        "d": attention_maps(discriminator, model_inputs(images, attributes)),
-    }
+    images, maps = generated_maps(generator, discriminator, z, attributes)
     points = list(config.attention.queries.values())
-    faces = to_uint8(np.asarray(images))
+    faces = to_uint8(images)
     labels = [f"face {i}" for i in range(len(faces))]
-    for prefix, layers in maps.items():
-        for layer, layer_maps in layers.items():
-            figure = overlay_figure(
-                faces,
-                query_maps(layer_maps, points),
-                config.attention.queries,
-                labels,
-                f"{NETWORKS[prefix]} {layer}: where each query point attends (trained model)",
-            )
-            save_figure(figure, out_dir / f"{NETWORKS[prefix]}_{layer}.png")
+    for key, layer_maps in maps.items():
+        prefix, layer = key.split("_", 1)
+        figure = overlay_figure(
+            faces,
+            query_maps(layer_maps, points),
+            config.attention.queries,
+            labels,
+            f"{NETWORKS[prefix]} {layer}: where each query point attends (trained model)",
+        )
+        save_figure(figure, out_dir / f"{NETWORKS[prefix]}_{layer}.png")
 
 
 def training_figures(config: Config, snapshots_dir: Path, out_dir: Path) -> None:
