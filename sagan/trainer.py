@@ -118,11 +118,11 @@ class GANTrainer:
                 self.ema_generator = build_generator(model_config, image_size, attribute_dim)
                 self.ema_generator.set_weights(self.generator.get_weights())
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
-        # takes the batches already drawn and holds every strategy.run of the update.
         # The gradient penalty makes L_D depend on the fake images outside their logits, and
         # float16 would flush the floor's tiny image gradients to zero.
         self.shares_backward = config.gp_weight == 0 and config.mixed_precision != "mixed_float16"
+        # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
+        # takes the batches already drawn and holds every strategy.run of the update.
         self._update = tf.function(self._update_fn, jit_compile=config.jit_compile)
         self.train_step = tf.function(self._train_step)
 
