@@ -8,6 +8,7 @@ checkpoints/ across runs so that a killed run resumes where its last checkpoint 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import signal
@@ -23,7 +24,6 @@ from sagan.conditioning import Conditioning, conditioning_from_labels
 from sagan.config import Config, ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset, read_labels, read_manifest
-from sagan.data.shards import sha256
 from sagan.tracking import (
     MlflowTracker,
     TrackingError,
@@ -47,7 +47,7 @@ def open_tracking(config: Config, manifest_path: Path) -> MlflowTracker:
             return reopen_run(config, run_file)
         except TrackingError as error:
             logger.warning("cannot reopen the interrupted run (%s); starting a new one", error)
-    return start_run(config, run_tags(sha256(manifest_path)), run_file=run_file)
+    return start_run(config, run_tags(_sha256(manifest_path)), run_file=run_file)
 
 
 def load_conditioning(config: Config, manifest: dict) -> Conditioning | None:
@@ -131,6 +131,12 @@ def main() -> int:
         raise
     tracker.finish()
     return 0
+
+
+def _sha256(path: Path) -> str:
+    # Not sagan.data.shards.sha256: that module is prepare's, and importing it would make
+    # every change to the shard writer invalidate trained models (dvc.yaml deps).
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 if __name__ == "__main__":
