@@ -122,9 +122,7 @@ def train(
             timer.tick()
             progress.update()
             progress.set_postfix(
-                d=f"{losses['d_loss']:.3f}",
-                g=f"{losses['g_loss']:.3f}",
-                ips=f"{timer.rate:.0f}",
+                d=f"{losses['d_loss']:.3f}", g=f"{losses['g_loss']:.3f}", ips=f"{timer.rate:.0f}"
             )
             if step % config.train.log_every == 0 or step == end:
                 metrics = {**losses, **trainer.attention_gammas(), **trainer.spectral_norms()}
