@@ -22,9 +22,8 @@ from collections import defaultdict
 
 import dvc.api
 import numpy as np
-import tensorflow as tf
 
-from benchmarks.train_step import images_per_second
+from benchmarks.train_step import random_batches, take_turns
 from sagan.config import Config, ModelConfig, load_config
 from sagan.models import build_discriminator, build_generator
 from sagan.trainer import GANTrainer
@@ -58,9 +57,6 @@ def parameter_count(model: ModelConfig, image_size: int) -> int:
 def side_by_side_speed(config, rounds: int = 5, steps: int = 10) -> dict[bool, float]:
     """Median train-step images/s with attention on and off, taking turns."""
     batch = config.train.batch_size
-    pixels = np.random.default_rng(0).uniform(-1, 1, (batch * 4, *(config.data.image_size,) * 2, 3))
-    dataset = tf.data.Dataset.from_tensor_slices(pixels.astype("float32"))
-    iterator = iter(dataset.repeat().batch(batch, drop_remainder=True).prefetch(2))
     steps_by_attention = {
         attention: GANTrainer(
             dataclasses.replace(config.model, attention=attention),
@@ -69,12 +65,8 @@ def side_by_side_speed(config, rounds: int = 5, steps: int = 10) -> dict[bool, f
         ).train_step
         for attention in (True, False)
     }
-    for step in steps_by_attention.values():  # trace and warm up
-        images_per_second(step, iterator, batch, 3)
-    rates = {attention: [] for attention in steps_by_attention}
-    for _ in range(rounds):
-        for attention, step in steps_by_attention.items():
-            rates[attention].append(images_per_second(step, iterator, batch, steps))
+    iterator = random_batches(batch, config.data.image_size)
+    rates = take_turns(steps_by_attention, iterator, batch, rounds, steps)
     return {attention: float(np.median(values)) for attention, values in rates.items()}
 
 

@@ -104,6 +104,24 @@ def images_per_second(step, iterator, batch: int, steps: int) -> float:
     return steps * batch / (time.perf_counter() - started)
 
 
+def random_batches(batch: int, image_size: int = 64):
+    """An endless iterator over batches of uniform random images in [-1, 1]."""
+    pixels = np.random.default_rng(0).uniform(-1, 1, (batch * 4, image_size, image_size, 3))
+    dataset = tf.data.Dataset.from_tensor_slices(pixels.astype("float32"))
+    return iter(dataset.repeat().batch(batch, drop_remainder=True).prefetch(2))
+
+
+def take_turns(variants: dict, iterator, batch: int, rounds: int, steps: int) -> dict:
+    """Warm every step up, then time each for ``steps`` steps per round: images/s by round."""
+    for step in variants.values():  # trace, compile and warm up
+        images_per_second(step, iterator, batch, 3)
+    rates = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, step in variants.items():
+            rates[name].append(images_per_second(step, iterator, batch, steps))
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
@@ -112,10 +130,6 @@ def main() -> None:
     args = parser.parse_args()
 
     model = ModelConfig()
-    pixels = np.random.default_rng(0).uniform(-1, 1, (args.batch * 4, 64, 64, 3))
-    dataset = tf.data.Dataset.from_tensor_slices(pixels.astype("float32"))
-    dataset = dataset.repeat().batch(args.batch, drop_remainder=True).prefetch(2)
-
     g_flops = forward_flops(build_generator(model), (model.latent_dim,))
     d_flops = forward_flops(build_discriminator(model), (64, 64, 3))
     flops = step_flops(g_flops, d_flops, args.batch)
@@ -135,13 +149,8 @@ def main() -> None:
         trainer = GANTrainer(model, TrainConfig(batch_size=args.batch, **options), 64)
         trainer.shares_backward = name != "sagan two backward passes"  # read when first traced
         variants[name] = trainer.train_step
-    iterator = iter(dataset)
-    for step in variants.values():  # trace, compile and warm up
-        images_per_second(step, iterator, args.batch, 3)
-    rounds = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, step in variants.items():
-            rounds[name].append(images_per_second(step, iterator, args.batch, args.steps))
+    iterator = random_batches(args.batch)
+    rounds = take_turns(variants, iterator, args.batch, args.rounds, args.steps)
     baseline = np.array(rounds["straightforward"])
     print(
         f"medians over {args.rounds} rounds of {args.steps} steps; ratios per round, then their "
