@@ -25,8 +25,8 @@ import numpy as np
 
 from benchmarks.train_step import random_batches, take_turns
 from sagan.config import Config, ModelConfig, load_config
-from sagan.models import build_discriminator, build_generator
-from sagan.trainer import GANTrainer
+from sagan.model.networks import build_discriminator, build_generator
+from sagan.training.step import GANTrainer
 
 # (column title, metrics file, key, format)
 COLUMNS = (

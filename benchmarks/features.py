@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from sagan.data.synthetic import ATTRIBUTE_CLASSES
-from sagan.features import (
+from sagan.evaluation.features import (
     EncoderExtractor,
     FeatureExtractor,
     InceptionGraphExtractor,

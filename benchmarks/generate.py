@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from sagan.config import ModelConfig
-from sagan.imaging import save_png
-from sagan.models import build_generator
-from sagan.sampling import sample_images
+from sagan.model.networks import build_generator
+from sagan.sampling.faces import sample_images
+from sagan.sampling.grids import save_png
 
 
 def main() -> None:

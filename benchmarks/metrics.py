@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sagan.metrics import (
+from sagan.evaluation.metrics import (
     frechet_distance,
     gaussian_statistics,
     kernel_inception_distance,

@@ -3,7 +3,7 @@
 Side by side in one process, on the same random batches:
 - ``straightforward``: a plain ``tf.function`` step with separate D and G updates that each
   recompute G(z), D(real) and D(fake) as separate calls, no XLA;
-- ``sagan``: :class:`sagan.trainer.GANTrainer` with its defaults (the simultaneous update: one
+- ``sagan``: :class:`sagan.training.step.GANTrainer` with its defaults (the simultaneous update: one
   forward and one backward pass through D serve the D and the G update), then with two
   backward passes (one gradient tape per network, to show what sharing the backward pass
   buys), with ``jit_compile``, with the alternating update, and in ``mixed_bfloat16``.
@@ -37,9 +37,9 @@ import numpy as np
 import tensorflow as tf
 
 from sagan.config import ModelConfig, TrainConfig
-from sagan.losses import hinge_d_loss, hinge_g_loss
-from sagan.models import build_discriminator, build_generator
-from sagan.trainer import GANTrainer
+from sagan.model.networks import build_discriminator, build_generator
+from sagan.training.losses import hinge_d_loss, hinge_g_loss
+from sagan.training.step import GANTrainer
 
 
 def forward_flops(model: keras.Model, input_shape: tuple[int, ...]) -> float:

@@ -12,7 +12,7 @@ MANIFEST_NAME = "manifest.json"  # inside PREPARED_DIR: counts, attributes, skip
 
 MODELS_DIR = Path("models")  # train: generator.keras, discriminator.keras (+ generator_ema.keras)
 RUN_FILE = MODELS_DIR / "mlflow_run.json"  # train: the pipeline's MLflow run id, for later stages
-CONDITIONING_FILE = MODELS_DIR / "attributes.json"  # train, conditional models: sagan.conditioning
+CONDITIONING_FILE = MODELS_DIR / "attributes.json"  # train, conditional: sagan.model.conditioning
 CHECKPOINTS_DIR = Path("checkpoints")  # train (persistent): checkpoints/<params fingerprint>/
 TRAIN_METRICS = Path("metrics/train.json")  # train: final losses, gammas, steps, images/s
 TRAIN_PLOTS_DIR = Path("plots/train")  # train: history.csv, samples/step_NNNNNN.png, attention/

@@ -22,13 +22,12 @@ import keras
 import numpy as np
 
 from sagan import paths
-from sagan.atomic import atomic_directory
-from sagan.attention import IMAGE_KEY, generated_maps, query_maps, read_snapshots
-from sagan.attention_plots import curves_figure, overlay_figure, save_figure
-from sagan.conditioning import Conditioning
 from sagan.config import Config, ConfigError, load_config
-from sagan.imaging import to_uint8
-from sagan.sampling import (
+from sagan.files import atomic_directory
+from sagan.model.conditioning import Conditioning
+from sagan.sampling.attention_figures import curves_figure, overlay_figure, save_figure
+from sagan.sampling.attention_maps import IMAGE_KEY, generated_maps, query_maps, read_snapshots
+from sagan.sampling.faces import (
     DISCRIMINATOR,
     fixed_attributes,
     fixed_noise,
@@ -36,6 +35,7 @@ from sagan.sampling import (
     load_generator,
     load_model,
 )
+from sagan.sampling.grids import to_uint8
 from sagan.tracking import TrackingError, reopen_run
 
 logger = logging.getLogger("stages.attention")

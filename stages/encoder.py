@@ -11,13 +11,13 @@ import logging
 import sys
 
 from sagan import paths
-from sagan.atomic import atomic_directory, atomic_path
 from sagan.config import ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset
-from sagan.evaluation import manifest_attributes, read_split
-from sagan.features import EncoderExtractor, build_encoder, train_encoder
-from sagan.metrics import attribute_accuracy
+from sagan.evaluation.features import EncoderExtractor, build_encoder, train_encoder
+from sagan.evaluation.metrics import attribute_accuracy
+from sagan.evaluation.scoring import manifest_attributes, read_split
+from sagan.files import atomic_directory, atomic_path
 
 logger = logging.getLogger("stages.encoder")
 

@@ -19,11 +19,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sagan import metrics, paths
-from sagan.atomic import atomic_path
+from sagan import paths
 from sagan.config import ConfigError, EvaluateConfig, load_config
 from sagan.data.errors import DataError
-from sagan.evaluation import (
+from sagan.evaluation import metrics
+from sagan.evaluation.features import EncoderExtractor, InceptionUnavailableError
+from sagan.evaluation.scoring import (
     CONDITIONAL_ACCURACY_REAL,
     EXTRACTOR,
     coherence_scores,
@@ -38,7 +39,7 @@ from sagan.evaluation import (
     read_samples,
     read_split,
 )
-from sagan.features import EncoderExtractor, InceptionUnavailableError
+from sagan.files import atomic_path
 from sagan.tracking import TrackingError, reopen_run
 
 logger = logging.getLogger("stages.evaluate")

@@ -22,11 +22,10 @@ import keras
 import numpy as np
 
 from sagan import paths
-from sagan.atomic import atomic_directory
-from sagan.conditioning import Conditioning
 from sagan.config import Config, ConfigError, GenerateConfig, load_config
-from sagan.imaging import grid, save_png
-from sagan.sampling import (
+from sagan.files import atomic_directory
+from sagan.model.conditioning import Conditioning
+from sagan.sampling.faces import (
     attribute_sweep,
     generator_conditioning,
     interpolation,
@@ -35,6 +34,7 @@ from sagan.sampling import (
     sample_codes,
     sample_images,
 )
+from sagan.sampling.grids import grid, save_png
 from sagan.tracking import TrackingError, reopen_run
 
 logger = logging.getLogger("stages.generate")

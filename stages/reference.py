@@ -12,8 +12,8 @@ import sys
 from sagan import paths
 from sagan.config import ConfigError, load_config
 from sagan.data.errors import DataError
-from sagan.evaluation import extractor_for, read_split, save_reference
-from sagan.features import InceptionUnavailableError
+from sagan.evaluation.features import InceptionUnavailableError
+from sagan.evaluation.scoring import extractor_for, read_split, save_reference
 
 logger = logging.getLogger("stages.reference")
 

@@ -18,12 +18,11 @@ from pathlib import Path
 import tensorflow as tf
 
 from sagan import paths
-from sagan.atomic import atomic_path
-from sagan.checkpoints import CheckpointError, fingerprint
-from sagan.conditioning import Conditioning, conditioning_from_labels
 from sagan.config import Config, ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset, read_labels, read_manifest
+from sagan.files import atomic_path
+from sagan.model.conditioning import Conditioning, conditioning_from_labels
 from sagan.tracking import (
     MlflowTracker,
     TrackingError,
@@ -32,8 +31,9 @@ from sagan.tracking import (
     start_run,
     write_run_file,
 )
-from sagan.trainer import GANTrainer, make_strategy
-from sagan.training import NonFiniteLossError, TrainPaths, train
+from sagan.training.checkpoints import CheckpointError, fingerprint
+from sagan.training.loop import NonFiniteLossError, TrainPaths, train
+from sagan.training.step import GANTrainer, make_strategy
 
 logger = logging.getLogger("stages.train")
 RUN_FILE_IN_CHECKPOINTS = "mlflow_run.json"

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sagan.attention import (
+from sagan.config import DEFAULT_QUERIES, Config, ModelConfig
+from sagan.model.conditioning import conditioning_from_labels, model_inputs
+from sagan.model.layers import SelfAttention
+from sagan.model.networks import build_discriminator, build_generator
+from sagan.sampling.attention_figures import curves_figure, save_figure
+from sagan.sampling.attention_maps import (
     IMAGE_KEY,
     attention_maps,
     query_maps,
@@ -15,12 +20,7 @@ from sagan.attention import (
     read_snapshots,
     save_snapshot,
 )
-from sagan.attention_plots import curves_figure, save_figure
-from sagan.conditioning import conditioning_from_labels, model_inputs
-from sagan.config import DEFAULT_QUERIES, Config, ModelConfig
-from sagan.layers import SelfAttention
-from sagan.models import build_discriminator, build_generator
-from sagan.sampling import fixed_attributes
+from sagan.sampling.faces import fixed_attributes
 from stages.attention import final_figures, training_figures
 
 TINY = ModelConfig(latent_dim=8, g_width=8, d_width=8)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan.conditioning import conditioning_from_labels, load_conditioning, sweep_codes
 from sagan.config import ConfigError, ModelConfig
-from sagan.layers import ConditionalBatchNormalization, Projection
-from sagan.models import build_discriminator, build_generator
+from sagan.model.conditioning import conditioning_from_labels, load_conditioning, sweep_codes
+from sagan.model.layers import ConditionalBatchNormalization, Projection
+from sagan.model.networks import build_discriminator, build_generator
 
 CONFIG = ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True)
 NAMES = ("hair", "glasses", "smile")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sagan import metrics
 from sagan.config import ConfigError
-from sagan.evaluation import (
+from sagan.evaluation import metrics
+from sagan.evaluation.scoring import (
     conditional_accuracy,
     intra_fid_column,
     intra_fid_scores,

@@ -156,7 +156,7 @@ def test_a_temporary_experiment_reports_to_the_repository_store(repo):
         assert "attention/generator_attention_16.png" in attention
     assert runs[-1].data.tags.get("dvc_exp_name") in names
 
-    import sagan.layers  # noqa: F401  (registers the custom layers, as the README shows)
+    import sagan.model.layers  # noqa: F401  (registers the custom layers, as the README shows)
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     generator = mlflow.keras.load_model(f"runs:/{runs[-1].info.run_id}/generator")

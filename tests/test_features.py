@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan.features import (
+from sagan.evaluation.features import (
     EncoderExtractor,
     InceptionGraphExtractor,
     InceptionUnavailableError,
@@ -28,9 +28,9 @@ from sagan.features import (
     make_extractor,
     train_encoder,
 )
-from sagan.features import inception as inception_module
-from sagan.features.inception import GRAPH_FILE, FrozenGraph, inception_graph_path
-from sagan.metrics import attribute_accuracy
+from sagan.evaluation.features import inception as inception_module
+from sagan.evaluation.features.inception import GRAPH_FILE, FrozenGraph, inception_graph_path
+from sagan.evaluation.metrics import attribute_accuracy
 
 STAND_IN_CHANNELS = 5
 OLD_PRODUCER = 8  # before GraphDef version 9, which removed BatchNormWithGlobalNormalization

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from sagan import paths
-from sagan.conditioning import conditioning_from_labels
 from sagan.config import Config, ConfigError, GenerateConfig, ModelConfig
-from sagan.models import build_generator
-from sagan.sampling import sample_images
+from sagan.model.conditioning import conditioning_from_labels
+from sagan.model.networks import build_generator
+from sagan.sampling.faces import sample_images
 from stages.generate import SWEEP_FACES, sample_distribution, write_samples
 
 CONFIG = ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan.layers import SelfAttention, SpectralNormalization
+from sagan.model.layers import SelfAttention, SpectralNormalization
 
 
 def _svd_sigma(layer: SpectralNormalization) -> float:
@@ -126,7 +126,7 @@ def test_spectral_norm_trains_under_mirrored_strategy():
         cpu = tf.config.list_physical_devices("CPU")[0]
         two_cpus = [tf.config.LogicalDeviceConfiguration()] * 2
         tf.config.set_logical_device_configuration(cpu, two_cpus)
-        from sagan.layers import SpectralNormalization
+        from sagan.model.layers import SpectralNormalization
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
             layer = SpectralNormalization(keras.layers.Dense(4))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan import losses
+from sagan.training import losses
 
 REAL = tf.constant([[2.0], [0.5], [-1.0]])
 FAKE = tf.constant([[-2.0], [0.0], [1.5]])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from sagan import metrics
-from sagan.metrics import (
+from sagan.evaluation import metrics
+from sagan.evaluation.metrics import (
     FID,
     KID,
     KID_STD,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from sagan.config import ConfigError, ModelConfig
-from sagan.layers import SelfAttention, SpectralNormalization
-from sagan.models import build_discriminator, build_generator
+from sagan.model.layers import SelfAttention, SpectralNormalization
+from sagan.model.networks import build_discriminator, build_generator
 
 TINY = ModelConfig(latent_dim=16, g_width=8, d_width=8)
 

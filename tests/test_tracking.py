@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sagan.config import Config, MlflowConfig, ModelConfig
-from sagan.models import build_generator
+from sagan.model.networks import build_generator
 from sagan.tracking import (
     TrackingError,
     reopen_run,

@@ -61,7 +61,7 @@ def _checkpoint_steps(cwd: Path) -> list[int]:
 
 
 def _generator_weights(cwd: Path) -> list[np.ndarray]:
-    import sagan.layers  # noqa: F401  (registers the custom layers)
+    import sagan.model.layers  # noqa: F401  (registers the custom layers)
 
     model = keras.models.load_model(cwd / "models" / "generator.keras", safe_mode=True)
     return [w.numpy() for w in model.weights]
@@ -119,7 +119,7 @@ def test_a_conditional_train_stage_checks_the_names_and_saves_its_attributes(tmp
     attributes = json.loads((root / "models" / "attributes.json").read_text())
     assert attributes["names"] == ["glasses"] and attributes["classes"] == [2]
     assert sum(attributes["counts"]) == 64
-    import sagan.layers  # noqa: F401  (registers the custom layers)
+    import sagan.model.layers  # noqa: F401  (registers the custom layers)
 
     generator = keras.models.load_model(root / "models" / "generator.keras", safe_mode=True)
     assert [x.name for x in generator.inputs] == ["z", "attributes"]

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan.checkpoints import CheckpointError, fingerprint
-from sagan.conditioning import Conditioning, conditioning_from_labels
 from sagan.config import Config, DataConfig, ModelConfig, TrainConfig
+from sagan.model.conditioning import Conditioning, conditioning_from_labels
 from sagan.tracking import NullTracker
-from sagan.trainer import MAX_CONDITIONAL_CRITICS, GANTrainer
-from sagan.training import NonFiniteLossError, TrainPaths, total_steps, train
+from sagan.training.checkpoints import CheckpointError, fingerprint
+from sagan.training.loop import NonFiniteLossError, TrainPaths, total_steps, train
+from sagan.training.step import MAX_CONDITIONAL_CRITICS, GANTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32
@@ -233,7 +233,7 @@ def test_mirrored_strategy_matches_a_single_device(conditional):
         two_cpus = [tf.config.LogicalDeviceConfiguration()] * 2
         tf.config.set_logical_device_configuration(cpu, two_cpus)
         from tests.test_training import conditioning, images, labelled_images, tiny_config
-        from sagan.trainer import GANTrainer
+        from sagan.training.step import GANTrainer
 
         def losses(strategy):
             config = tiny_config(CONDITIONAL)

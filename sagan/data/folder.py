@@ -20,7 +20,7 @@ from sagan.config import ConfigError, DataConfig
 from sagan.data import celeba
 from sagan.data.errors import DataError
 from sagan.data.images import IMAGE_SUFFIXES, SquareSpec, square_from_bytes
-from sagan.data.sources import Item, Listing, Loaded, Split, load_guarded, square_spec
+from sagan.data.listing import Item, Listing, Loaded, Split, load_guarded, square_spec
 from sagan.data.zipmembers import ZipMember, list_members, read_member
 
 

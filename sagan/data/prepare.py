@@ -3,7 +3,7 @@
 Images stream from a process pool (decode, crop, resize or render) through an ordered map
 into the shard writer, so memory stays bounded whatever the dataset size and the output
 does not depend on the number of workers. Everything is written into a hidden staging
-directory beside ``out_dir`` and renamed into place at the end (``sagan.atomic``): a run
+directory beside ``out_dir`` and renamed into place at the end (``sagan.files``): a run
 killed mid-way leaves no shard or manifest that looks complete.
 """
 
@@ -25,10 +25,11 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from sagan.atomic import atomic_directory
 from sagan.config import DataConfig
 from sagan.data.errors import DataError
-from sagan.data.sources import Listing, Loaded, list_source
+from sagan.data.listing import Listing, Loaded
+from sagan.data.sources import list_source
+from sagan.files import atomic_directory
 from sagan.paths import MANIFEST_NAME
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 
 from sagan.config import DataConfig
 from sagan.data.errors import DataError
-from sagan.data.sources import Item, Listing, Split, load_array, square_spec
+from sagan.data.listing import Item, Listing, Split, load_array, square_spec
 
 DATASET = "celeb_a"
 TFDS_SPLITS = {"train": "train+validation", "test": "test"}  # as the folder source splits CelebA

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from sagan.checkpoints import CheckpointError
 from sagan.config import Config, DataConfig, ModelConfig, TrainConfig
 from sagan.data.errors import DataError
 from sagan.data.prepare import prepare
-from sagan.trainer import GANTrainer
-from sagan.training import TrainPaths, train
+from sagan.training.checkpoints import CheckpointError
+from sagan.training.loop import TrainPaths, train
+from sagan.training.step import GANTrainer
 
 
 @pytest.fixture

@@ -30,11 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sagan.checkpoints import CheckpointError, Checkpoints
 from sagan.config import Config, ConfigError, DataConfig, config_from_dict, load_config
 from sagan.data.prepare import prepare
 from sagan.data.zipmembers import MAX_MEMBER_BYTES, list_members, read_member
-from sagan.trainer import GANTrainer
+from sagan.training.checkpoints import CheckpointError, Checkpoints
+from sagan.training.step import GANTrainer
 from tests.reliability.conftest import REPO, environment
 
 FOLDER = DataConfig(

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from sagan.atomic import atomic_path
 from sagan.config import ConfigError
+from sagan.files import atomic_path
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: numpy fields have no truth value to compare

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sagan.atomic import atomic_path
+from sagan.files import atomic_path
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sagan.features.base import check_images, run_batched
+from sagan.evaluation.features.base import check_images, run_batched
 
 # One stride-2 conv each: 64×64 → 4×4. Doubling them all costs 3× the throughput
 # (≈2,000 instead of ≈6,000 images/s on two cores).
@@ -113,7 +113,7 @@ def _on_uint8(model: keras.Model) -> Callable[[np.ndarray], Any]:
 
 
 class EncoderExtractor:
-    """:class:`~sagan.features.base.FeatureExtractor` of a trained encoder's embedding."""
+    """The :class:`~sagan.evaluation.features.base.FeatureExtractor` of an encoder's embedding."""
 
     name = "encoder"
 

@@ -23,7 +23,7 @@ import math
 import keras
 
 from sagan.config import ConfigError, ModelConfig
-from sagan.layers import (
+from sagan.model.layers import (
     ConditionalBatchNormalization,
     Projection,
     SelfAttention,

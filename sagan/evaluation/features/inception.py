@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
-from sagan.features.base import check_images, run_batched
+from sagan.evaluation.features.base import check_images, run_batched
 
 INCEPTION_URL = "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
 GRAPH_FILE = "classify_image_graph_def.pb"  # the frozen GraphDef inside the archive

@@ -25,7 +25,7 @@ The step counter, saved in every checkpoint, is therefore the whole random state
 run draws exactly the numbers an uninterrupted run would, on any number of replicas (each
 replica draws the global batch's noise and keeps its own slice).
 
-Conditional models (a :class:`~sagan.conditioning.Conditioning` given): batches are
+Conditional models (a :class:`~sagan.model.conditioning.Conditioning` given): batches are
 ``(images, labels)``; D sees the real half with its own attributes, and G and D the fake half
 with attribute rows drawn from the training split's combinations at their frequencies.
 """
@@ -37,11 +37,11 @@ import functools
 import keras
 import tensorflow as tf
 
-from sagan.conditioning import Conditioning, model_inputs
 from sagan.config import ModelConfig, TrainConfig
-from sagan.layers import SelfAttention, SpectralNormalization
-from sagan.losses import get_losses, gradient_penalty
-from sagan.models import build_discriminator, build_generator
+from sagan.model.conditioning import Conditioning, model_inputs
+from sagan.model.layers import SelfAttention, SpectralNormalization
+from sagan.model.networks import build_discriminator, build_generator
+from sagan.training.losses import get_losses, gradient_penalty
 
 SUM = tf.distribute.ReduceOp.SUM
 _DRAWS_PER_STEP = 64  # room for n_critic noise draws, GP draws and the G draw of one step

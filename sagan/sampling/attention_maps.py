@@ -19,10 +19,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from sagan.atomic import atomic_path
-from sagan.conditioning import model_inputs
-from sagan.imaging import to_uint8
-from sagan.layers import SelfAttention
+from sagan.files import atomic_path
+from sagan.model.conditioning import model_inputs
+from sagan.model.layers import SelfAttention
+from sagan.sampling.grids import to_uint8
 
 SNAPSHOT_PATTERN = re.compile(r"step_(\d+)\.npz")
 IMAGE_KEY = "image"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import keras
 
-from sagan.features.base import FeatureExtractor, check_images, run_batched
-from sagan.features.encoder import EncoderExtractor, build_encoder, train_encoder
-from sagan.features.inception import (
+from sagan.evaluation.features.base import FeatureExtractor, check_images, run_batched
+from sagan.evaluation.features.encoder import EncoderExtractor, build_encoder, train_encoder
+from sagan.evaluation.features.inception import (
     InceptionGraphExtractor,
     InceptionUnavailableError,
     KerasInceptionExtractor,

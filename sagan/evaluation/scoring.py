@@ -14,13 +14,13 @@ import keras
 import numpy as np
 from PIL import Image
 
-from sagan import metrics
-from sagan.atomic import atomic_path
 from sagan.config import ConfigError
 from sagan.data.pipeline import make_dataset, read_manifest
 from sagan.data.synthetic import COHERENCE_PAIRS
-from sagan.features import EncoderExtractor, FeatureExtractor, make_extractor
-from sagan.imaging import to_uint8
+from sagan.evaluation import metrics
+from sagan.evaluation.features import EncoderExtractor, FeatureExtractor, make_extractor
+from sagan.files import atomic_path
+from sagan.sampling.grids import to_uint8
 
 COHERENCE_REAL = "coherence_real"  # the same score on real test images: the ceiling
 EXTRACTOR = "extractor"
@@ -161,8 +161,8 @@ def intra_fid_scores(
     fake_values: np.ndarray,
     attribute: str,
 ) -> dict[str, float]:
-    """:func:`sagan.metrics.intra_fid` of one attribute, keyed ``intra_fid_<attribute>_<value>``,
-    with their mean as ``intra_fid``."""
+    """:func:`sagan.evaluation.metrics.intra_fid` of one attribute, keyed
+    ``intra_fid_<attribute>_<value>``, with their mean as ``intra_fid``."""
     per_value = metrics.intra_fid(real, real_values, fake, fake_values)
     if not per_value:
         raise ValueError(

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
-from sagan.atomic import atomic_path
+from sagan.files import atomic_path
 
 # The reference reports γ growing from 0 to roughly this range over training.
 EXPECTED_GAMMA = (0.1, 0.3)

@@ -1,9 +1,10 @@
-"""The training loop around :class:`~sagan.trainer.GANTrainer`: budget, checkpoints, logs.
+"""The training loop around :class:`~sagan.training.step.GANTrainer`: budget, checkpoints, logs.
 
 Every ``train.log_every`` generator updates a row goes to ``history.csv`` and the tracker
 (losses, mean D outputs, each attention γ, each σ, images/s); every ``train.sample_every`` a
 fixed-noise grid is saved with a snapshot of the attention maps of its first face
-(:mod:`sagan.attention`); every ``train.checkpoint_every`` and at the end, a checkpoint.
+(:mod:`sagan.sampling.attention_maps`); every ``train.checkpoint_every`` and at the end, a
+checkpoint.
 A non-finite loss stops training at once, before it can reach a checkpoint. Ctrl-C stops it
 after the step in flight, with a checkpoint of that step.
 """
@@ -24,15 +25,15 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sagan.atomic import atomic_directory, atomic_path
-from sagan.attention import save_snapshot
-from sagan.checkpoints import Checkpoints
-from sagan.conditioning import model_inputs
 from sagan.config import Config
-from sagan.imaging import grid, save_png, to_uint8
-from sagan.sampling import fixed_attributes, fixed_noise
+from sagan.files import atomic_directory, atomic_path
+from sagan.model.conditioning import model_inputs
+from sagan.sampling.attention_maps import save_snapshot
+from sagan.sampling.faces import fixed_attributes, fixed_noise
+from sagan.sampling.grids import grid, save_png, to_uint8
 from sagan.tracking import NullTracker, Tracker
-from sagan.trainer import GANTrainer
+from sagan.training.checkpoints import Checkpoints
+from sagan.training.step import GANTrainer
 
 logger = logging.getLogger(__name__)
 

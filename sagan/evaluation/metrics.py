@@ -1,7 +1,7 @@
 """Sample-quality metrics on feature vectors: FID, KID, improved precision and recall.
 
 Everything here is float64 NumPy/SciPy on ``(N, D)`` feature arrays; the features come
-from an extractor in :mod:`sagan.features`. The chain reads features → statistics →
+from an extractor in :mod:`sagan.evaluation.features`. The chain reads features → statistics →
 distance, and :func:`compute_metrics` returns a dict keyed by the constants below.
 """
 

@@ -14,9 +14,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sagan import layers  # noqa: F401  (registers the custom layers with Keras)
-from sagan.conditioning import Conditioning, load_conditioning, model_inputs, sweep_codes
-from sagan.imaging import to_uint8
+from sagan.model import layers  # noqa: F401  (registers the custom layers with Keras)
+from sagan.model.conditioning import Conditioning, load_conditioning, model_inputs, sweep_codes
+from sagan.sampling.grids import to_uint8
 
 EMA_GENERATOR = "generator_ema.keras"
 GENERATOR = "generator.keras"

@@ -1,0 +1,1 @@
+"""Evaluation: feature extractors, metrics (pure NumPy/SciPy) and the glue that scores samples."""

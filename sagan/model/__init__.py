@@ -1,0 +1,1 @@
+"""The networks: spectral norm, self-attention, conditional layers -> G and D -> conditioning."""

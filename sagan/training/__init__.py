@@ -1,0 +1,1 @@
+"""Training: the adversarial losses, the train step (tf.distribute), the loop, its checkpoints."""
