@@ -1,20 +1,29 @@
-"""Atomic writes: an output appears whole or not at all, even if the process is killed.
+"""Files every stage writes: atomic writes that leave nothing behind, JSON, sha256.
 
-Both helpers write into a hidden temporary beside the target and rename it into place
-only when the block succeeded; a failure (or a kill) leaves the previous output intact.
+Every output of the pipeline is written through :func:`atomic_path` or
+:func:`atomic_directory`: into a hidden temporary beside the target, renamed into place only
+when the block succeeded, so a failure (or a kill) leaves the previous output intact. The
+temporaries carry one prefix, :data:`TEMPORARY_PREFIX`, so that :func:`sweep_temporaries`
+can remove what a killed run left without touching anything else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
+
+TEMPORARY_PREFIX = ".sagan-tmp."  # every temporary file or folder of ours starts with it
+_OLD_MARK = ".old."  # a directory being replaced: .sagan-tmp.<name>.old.<random>
 
 
 @contextlib.contextmanager
@@ -23,7 +32,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
+        prefix=f"{TEMPORARY_PREFIX}{path.stem}.", suffix=path.suffix, dir=path.parent
     )
     os.close(handle)
     try:
@@ -36,23 +45,67 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_directory(directory: Path) -> Iterator[Path]:
-    """A fresh hidden directory beside ``directory`` that replaces it whole on success.
-
-    Leftovers of an earlier killed run (``.<name>-tmp-*``, ``.<name>-old-*``) are removed.
-    """
+    """A fresh hidden directory beside ``directory`` that replaces it whole on success."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    for stale in directory.parent.glob(f".{directory.name}-*"):
-        logger.info("removing %s left by an interrupted run", stale)
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-tmp-", dir=directory.parent))
+    for stale in directory.parent.glob(f"{TEMPORARY_PREFIX}{directory.name}.*"):
+        _remove(stale)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{directory.name}.", dir=directory.parent)
+    )
     try:
         yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    old = staging.with_name(staging.name.replace("-tmp-", "-old-"))
+    old = staging.with_name(f"{TEMPORARY_PREFIX}{directory.name}{_OLD_MARK}{staging.name[-8:]}")
     if directory.exists():
         directory.rename(old)
     staging.rename(directory)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def sweep_temporaries(folder: Path) -> list[Path]:
+    """Remove our temporaries (files and folders) anywhere under ``folder``; the removed paths.
+
+    A stage calls it on the folders it owns before it writes: a run killed inside an atomic
+    write leaves its temporary behind, and DVC would otherwise publish it as an output.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(folder.rglob(f"{TEMPORARY_PREFIX}*"))
+    removed = []
+    for path in stale:
+        if any(parent in removed for parent in path.parents):
+            continue  # inside a temporary folder already removed
+        _remove(path)
+        removed.append(path)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    logger.info("removing %s left by an interrupted run", path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    """``value`` as indented, key-sorted JSON (UTF-8, trailing newline), atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(
+            json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def sha256(path: Path) -> str:
+    """The hex SHA-256 of a file's bytes, read in chunks."""
+    with Path(path).open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
