@@ -146,6 +146,8 @@ def main() -> None:
         "sagan update=alternating": {"update": "alternating"},
         "sagan mixed_bfloat16": {"mixed_precision": "mixed_bfloat16"},
     }.items():
+        # float32 unless the variant says otherwise (params.yaml's default is bfloat16)
+        options = {"mixed_precision": "none", **options}
         trainer = GANTrainer(model, TrainConfig(batch_size=args.batch, **options), 64)
         trainer.shares_backward = name != "sagan two backward passes"  # read when first traced
         variants[name] = trainer.train_step

@@ -5,7 +5,8 @@ loader checks each key against its dataclass: an unknown key, a wrong type or an
 out-of-range value raises :class:`ConfigError` naming the full key
 (``train.batch_size must be a positive integer, got -3``), so a typo never falls
 back silently to a default. A key left out of a section takes the default shown
-here; a whole section left out is an error.
+here, which is the value in the repository's ``params.yaml`` (a test keeps them
+equal); a whole section left out is an error.
 
 Constraints sit beside each field as ``metadata``: ``min``/``max`` bounds
 (inclusive), ``positive`` (strictly greater than zero), ``choices`` and
@@ -78,7 +79,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = _positive(64)
-    steps: int = _positive(600)
+    steps: int = _positive(1500)
     epochs: float | None = _positive(None)
     n_critic: int = _positive(1)
     update: str = _choice("simultaneous", "simultaneous", "alternating")
@@ -91,7 +92,7 @@ class TrainConfig:
     ema_decay: float | None = _between(None, 0.0, 0.999999)
     ema_start: int = field(default=0, metadata={"min": 0})
     strategy: str = _choice("auto", "auto", "default", "mirrored", "multi_worker")
-    mixed_precision: str = _choice("none", "none", "mixed_float16", "mixed_bfloat16")
+    mixed_precision: str = _choice("mixed_bfloat16", "none", "mixed_float16", "mixed_bfloat16")
     jit_compile: bool = False
     deterministic: bool = False
     seed: int = field(default=0, metadata={"min": 0})

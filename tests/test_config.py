@@ -30,6 +30,11 @@ def test_every_config_field_is_in_params_yaml():
     assert set(flatten(Config())) == {f"{s}.{k}" for s, values in raw.items() for k in values}
 
 
+def test_every_default_is_the_value_in_params_yaml():
+    # A key deleted from params.yaml must not silently change the run.
+    assert flatten(Config()) == flatten(load_config(REPO / "params.yaml"))
+
+
 def test_config_is_immutable():
     config = load_config(REPO / "params.yaml")
     with pytest.raises(AttributeError):

@@ -35,6 +35,7 @@ def tiny_config(conditional: bool = False, **train_overrides) -> Config:
                 "checkpoint_every": 2,
                 "log_every": 2,
                 "sample_every": 2,
+                "mixed_precision": "none",  # float32 unless a test asks (params.yaml: bfloat16)
                 **train_overrides,
             }
         ),

@@ -53,7 +53,12 @@ def _config(steps: int) -> Config:
         data=DataConfig(image_size=32),
         model=ModelConfig(latent_dim=16, g_width=8, d_width=8),
         train=TrainConfig(
-            batch_size=8, steps=steps, checkpoint_every=1, log_every=100, sample_every=100
+            batch_size=8,
+            steps=steps,
+            checkpoint_every=1,
+            log_every=100,
+            sample_every=100,
+            mixed_precision="none",
         ),
     )
 

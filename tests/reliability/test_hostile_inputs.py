@@ -30,7 +30,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sagan.config import Config, ConfigError, DataConfig, config_from_dict, load_config
+from sagan.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+)
 from sagan.data.prepare import prepare
 from sagan.data.zipmembers import MAX_MEMBER_BYTES, list_members, read_member
 from sagan.training.checkpoints import CheckpointError, Checkpoints
@@ -285,6 +292,7 @@ def _tiny() -> Config:
     return Config(
         data=DataConfig(image_size=32),
         model=dataclasses.replace(Config().model, latent_dim=16, g_width=8, d_width=8),
+        train=TrainConfig(mixed_precision="none"),
     )
 
 
