@@ -8,9 +8,11 @@ back silently to a default. A key left out of a section takes the default shown
 here, which is the value in the repository's ``params.yaml`` (a test keeps them
 equal); a whole section left out is an error.
 
-Constraints sit beside each field as ``metadata``: ``min``/``max`` bounds
-(inclusive), ``positive`` (strictly greater than zero), ``choices`` and
-``power_of_two``.
+Constraints on one value sit beside its field as ``metadata``: ``min``/``max``
+bounds (inclusive), ``positive`` (strictly greater than zero), ``choices`` and
+``power_of_two``. Constraints between values (``evaluate.kid_subset_size`` at most
+``evaluate.num_samples``, ...) are checked once the whole file is read, so every
+stage refuses an impossible combination before it does any work.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ PARAMS_FILE = "params.yaml"
 
 
 class ConfigError(ValueError):
-    """A params value that is missing, unknown, of the wrong type or out of range."""
+    """A params value that is missing, unknown, of the wrong type, out of range, or impossible
+    together with another value."""
 
 
 def _positive(default: Any, **more: Any) -> Any:
@@ -125,7 +128,7 @@ class EvaluateConfig:
     num_samples: int = _positive(1000)
     extractor: str = _choice("encoder", "encoder", "inception", "keras_inception")
     inception_graph: str | None = None
-    kid_subset_size: int = _positive(500)
+    kid_subset_size: int = field(default=500, metadata={"min": 2})  # MMD²ᵤ needs pairs
     kid_subsets: int = _positive(100)
     pr_k: int = _positive(3)
     seed: int = field(default=0, metadata={"min": 0})
@@ -181,10 +184,107 @@ def load_config(path: str | Path = PARAMS_FILE) -> Config:
 
 
 def config_from_dict(raw: Any, source: str = "params") -> Config:
-    """Build a :class:`Config` from already-parsed YAML, validating every key."""
+    """Build a :class:`Config` from already-parsed YAML, validating every key and how the
+    values combine."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source} must be a mapping of sections, got {type(raw).__name__}")
-    return _build(Config, raw, prefix="", require_all=True)
+    config = _build(Config, raw, prefix="", require_all=True)
+    _check_combinations(config)
+    return config
+
+
+def _check_combinations(config: Config) -> None:
+    """Raise a ConfigError naming both keys of the first pair of values that cannot go together.
+
+    Checks that need the prepared data stay where it is read: the test split's size against
+    ``evaluate.kid_subset_size`` and ``evaluate.pr_k`` (the metrics' own argument checks), the
+    manifest's attributes against ``model.condition_on``, ``generate.attributes`` and
+    ``evaluate.intra_fid_attribute`` when ``model.condition_on`` is null (they can only be
+    named once the attributes are known), and the step budget of ``train.epochs``.
+    """
+    data, model, train = config.data, config.model, config.train
+    generate, evaluate = config.generate, config.evaluate
+    if data.source == "folder" and data.path is None:
+        raise ConfigError(
+            "data.path must name a folder or .zip of images for data.source folder, got null"
+        )
+    for key in ("num_train", "num_test"):
+        if data.source == "synthetic" and getattr(data, key) is None:
+            raise ConfigError(
+                f"data.{key} must be a positive integer for data.source synthetic (it is "
+                "how many faces to generate), got null"
+            )
+    if model.attention:
+        # G and D attend between their 8x8 base and the output: 16, 32, ..., image_size / 2.
+        inner = [16 * 2**i for i in range(int(math.log2(data.image_size // 16)))]
+        for resolution in model.attention_resolutions:
+            if resolution not in inner:
+                raise ConfigError(
+                    f"model.attention_resolutions ({list(model.attention_resolutions)}) must "
+                    f"be inner feature-map sizes at data.image_size ({data.image_size}): "
+                    f"choose from {inner}, or set model.attention: false"
+                )
+    if not model.conditional:
+        conditional_only = {
+            "model.condition_on": model.condition_on and list(model.condition_on),
+            "generate.attributes": generate.attributes,
+            "evaluate.intra_fid_attribute": evaluate.intra_fid_attribute,
+        }
+        for key, value in conditional_only.items():
+            if value is not None:
+                raise ConfigError(
+                    f"{key} ({value!r}) is for a conditional model, but model.conditional is "
+                    f"false: set {key} to null or model.conditional to true"
+                )
+    if model.condition_on is not None:
+        _check_conditioned(model.condition_on, generate, evaluate)
+    if train.ema_decay is not None and train.epochs is None and train.ema_start >= train.steps:
+        raise ConfigError(
+            f"train.ema_start ({train.ema_start}) must be below train.steps ({train.steps}), "
+            "or the EMA generator never averages: lower ema_start or raise steps"
+        )
+    # evaluate reads the first evaluate.num_samples of generate's images.
+    if evaluate.num_samples > generate.num_samples:
+        raise ConfigError(
+            f"evaluate.num_samples ({evaluate.num_samples}) must be at most "
+            f"generate.num_samples ({generate.num_samples}): lower evaluate.num_samples or "
+            "raise generate.num_samples"
+        )
+    if evaluate.kid_subset_size > evaluate.num_samples:
+        raise ConfigError(
+            f"evaluate.kid_subset_size ({evaluate.kid_subset_size}) must be at most "
+            f"evaluate.num_samples ({evaluate.num_samples}): lower kid_subset_size or raise "
+            "num_samples"
+        )
+    if evaluate.pr_k >= evaluate.num_samples:  # every sample needs pr_k neighbours besides itself
+        raise ConfigError(
+            f"evaluate.pr_k ({evaluate.pr_k}) must be below evaluate.num_samples "
+            f"({evaluate.num_samples}): lower pr_k or raise num_samples"
+        )
+
+
+def _check_conditioned(
+    condition_on: tuple[str, ...], generate: GenerateConfig, evaluate: EvaluateConfig
+) -> None:
+    """The attributes that generate and evaluate name must be among those conditioned on."""
+    repeated = sorted({name for name in condition_on if condition_on.count(name) > 1})
+    if repeated:
+        raise ConfigError(
+            f"model.condition_on ({list(condition_on)}) names {repeated[0]!r} twice: "
+            "list each attribute once"
+        )
+    for name in generate.attributes or {}:
+        if name not in condition_on:
+            raise ConfigError(
+                f"generate.attributes names {name!r}, which model.condition_on "
+                f"({list(condition_on)}) does not list: fix the name or add it to condition_on"
+            )
+    chosen = evaluate.intra_fid_attribute
+    if chosen is not None and chosen not in condition_on:
+        raise ConfigError(
+            f"evaluate.intra_fid_attribute ({chosen!r}) must be one of model.condition_on "
+            f"({list(condition_on)}): fix the name or add it to condition_on"
+        )
 
 
 def _build(cls: type, raw: Any, prefix: str, require_all: bool = False) -> Any:

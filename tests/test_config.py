@@ -84,6 +84,7 @@ def test_a_typo_names_the_key_and_lists_the_valid_ones():
         ),
         ("data", "image_size", 48, "data.image_size must be one of 32, 64, 128, got 48"),
         ("data", "num_train", -1, "data.num_train must be a positive integer, got -1"),
+        ("evaluate", "kid_subset_size", 1, "evaluate.kid_subset_size must be at least 2, got 1"),
     ],
 )
 def test_bad_values_name_the_full_key(section, key, value, message):
@@ -92,7 +93,8 @@ def test_bad_values_name_the_full_key(section, key, value, message):
 
 
 def test_null_is_allowed_only_where_documented():
-    assert config_from_dict(_params(data={"num_train": None})).data.num_train is None
+    folder = {"source": "folder", "path": "faces.zip", "num_train": None}
+    assert config_from_dict(_params(data=folder)).data.num_train is None
     with pytest.raises(ConfigError, match="train.steps must be a positive integer, got None"):
         config_from_dict(_params(train={"steps": None}))
 
@@ -131,3 +133,106 @@ def test_flatten_names_every_key():
     flat = flatten(load_config(REPO / "params.yaml"))
     assert flat["train.batch_size"] == 64
     assert flat["model.attention_resolutions"] == (16,)
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        (
+            {"data": {"source": "folder", "path": None}},
+            "data.path must name a folder or .zip of images for data.source folder",
+        ),
+        (
+            {"data": {"source": "synthetic", "num_test": None}},
+            "data.num_test must be a positive integer for data.source synthetic",
+        ),
+        (
+            {"data": {"image_size": 32}, "model": {"attention_resolutions": [16, 32]}},
+            r"model.attention_resolutions \(\[16, 32\]\) must be inner feature-map sizes "
+            r"at data.image_size \(32\): choose from \[16\]",
+        ),
+        (
+            {"model": {"condition_on": ["hair"]}},
+            r"model.condition_on \(\['hair'\]\) is for a conditional model, but "
+            "model.conditional is false",
+        ),
+        (
+            {"generate": {"attributes": {"hair": 1}}},
+            r"generate.attributes \(\{'hair': 1\}\) is for a conditional model, but "
+            "model.conditional is false",
+        ),
+        (
+            {"evaluate": {"intra_fid_attribute": "hair"}},
+            "evaluate.intra_fid_attribute .* model.conditional is false",
+        ),
+        (
+            {"model": {"conditional": True, "condition_on": ["hair", "glasses", "hair"]}},
+            "model.condition_on .* names 'hair' twice",
+        ),
+        (
+            {
+                "model": {"conditional": True, "condition_on": ["hair"]},
+                "generate": {"attributes": {"glasses": 1}},
+            },
+            r"generate.attributes names 'glasses', which model.condition_on \(\['hair'\]\)",
+        ),
+        (
+            {
+                "model": {"conditional": True, "condition_on": ["hair"]},
+                "evaluate": {"intra_fid_attribute": "smile"},
+            },
+            r"evaluate.intra_fid_attribute \('smile'\) must be one of model.condition_on",
+        ),
+        (
+            {"train": {"steps": 100, "ema_decay": 0.999, "ema_start": 100}},
+            r"train.ema_start \(100\) must be below train.steps \(100\)",
+        ),
+        (
+            {"generate": {"num_samples": 500}},
+            r"evaluate.num_samples \(1000\) must be at most generate.num_samples \(500\)",
+        ),
+        (
+            {"evaluate": {"num_samples": 256}},
+            r"evaluate.kid_subset_size \(500\) must be at most evaluate.num_samples \(256\): "
+            "lower kid_subset_size or raise num_samples",
+        ),
+        (
+            {"evaluate": {"num_samples": 3, "kid_subset_size": 2}},
+            r"evaluate.pr_k \(3\) must be below evaluate.num_samples \(3\)",
+        ),
+    ],
+)
+def test_an_impossible_combination_names_both_keys(sections, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(_params(**sections))
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {"train": {"steps": 100, "ema_decay": 0.999, "ema_start": 99}},
+        {"train": {"epochs": 1.0, "ema_decay": 0.999, "ema_start": 5000}},  # budget from data
+        {"model": {"attention": False, "attention_resolutions": [64]}},
+        {"evaluate": {"num_samples": 500}},
+        {
+            "model": {"conditional": True, "condition_on": ["hair", "glasses"]},
+            "generate": {"attributes": {"glasses": 1}},
+            "evaluate": {"intra_fid_attribute": "hair"},
+        },
+        {  # names are checked against the prepared data's attributes when it is read
+            "model": {"conditional": True},
+            "generate": {"attributes": {"glasses": 1}},
+            "evaluate": {"intra_fid_attribute": "hair"},
+        },
+    ],
+)
+def test_combinations_at_their_limits_load(sections):
+    config_from_dict(_params(**sections))
+
+
+def test_too_few_samples_for_kid_fail_when_the_file_loads(tmp_path):
+    raw = _params(evaluate={"num_samples": 256})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"evaluate.kid_subset_size .* evaluate.num_samples"):
+        load_config(path)

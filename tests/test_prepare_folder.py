@@ -190,7 +190,6 @@ def test_without_a_partition_file_a_seeded_hash_picks_num_test_images(
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
-        (lambda tmp: None, ConfigError, "data.path must name a folder or .zip"),
         (lambda tmp: tmp / "nowhere", DataError, "nowhere does not exist"),
         (lambda tmp: _mkdir(tmp / "empty"), DataError, r"no images \(.*\) in data.path .*empty"),
         (lambda tmp: _write(tmp / "broken.zip", b"PK\x03\x04 not really"), DataError,
@@ -202,13 +201,13 @@ def test_without_a_partition_file_a_seeded_hash_picks_num_test_images(
         (lambda tmp: _with_attributes(tmp, "3\nA\n000001.jpg 1\n"), DataError,
          "line 1 says 3 images, the file has 1"),
     ],
-    ids=["no-path", "missing", "empty", "broken-zip", "too-few", "attr-row", "attr-count"],
+    ids=["missing", "empty", "broken-zip", "too-few", "attr-row", "attr-count"],
 )  # fmt: skip
 def test_unusable_input_is_an_error_naming_the_path_or_key(
     tmp_path: Path, make, error: type[Exception], message: str
 ) -> None:
     path = make(tmp_path)
-    config = dataclasses.replace(BASE, path=None if path is None else str(path))
+    config = dataclasses.replace(BASE, path=str(path))
     with pytest.raises(error, match=message):
         prepare(config, tmp_path / "prepared")
     assert not (tmp_path / "prepared").exists()

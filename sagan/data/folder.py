@@ -79,10 +79,8 @@ def load_zip_member(archive: Path, spec: SquareSpec, item: Item) -> Loaded:
     return load_guarded(item, lambda: square_from_bytes(read_member(archive, item.ref), spec))
 
 
-def _existing_path(path: str | None) -> Path:
-    if path is None:
-        raise ConfigError("data.path must name a folder or .zip of images for data.source folder")
-    root = Path(path)
+def _existing_path(path: str) -> Path:
+    root = Path(path)  # never None for data.source folder: sagan/config.py checks it
     if not root.exists():
         raise DataError(f"data.path {root} does not exist")
     return root

@@ -25,10 +25,7 @@ def list_source(config: DataConfig) -> Listing:
 
 
 def list_synthetic(config: DataConfig) -> Listing:
-    """Faces 0..num_train-1 for train, the next num_test for test."""
-    for key in ("num_train", "num_test"):
-        if getattr(config, key) is None:
-            raise ConfigError(f"data.{key} must be a positive integer for data.source synthetic")
+    """Faces 0..num_train-1 for train, the next num_test for test (both set: config checks)."""
     bounds = {
         "train": (0, config.num_train),
         "test": (config.num_train, config.num_train + config.num_test),

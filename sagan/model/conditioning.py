@@ -127,11 +127,10 @@ def conditioning_from_labels(
         )
     names = tuple(attribute_names) if condition_on is None else tuple(condition_on)
     unknown = [name for name in names if name not in attribute_names]
-    if unknown or len(set(names)) != len(names):
-        problem = f"unknown attribute {unknown[0]!r}" if unknown else "a name is repeated"
+    if unknown:  # a repeated name is a config error, checked when params.yaml loads
         raise ConfigError(
-            f"model.condition_on: {problem}; the prepared data's attributes are: "
-            f"{', '.join(attribute_names)}"
+            f"model.condition_on: unknown attribute {unknown[0]!r}; "
+            f"the prepared data's attributes are: {', '.join(attribute_names)}"
         )
     columns = tuple(list(attribute_names).index(name) for name in names)
     rows, counts = np.unique(np.asarray(labels)[:, columns], axis=0, return_counts=True)
