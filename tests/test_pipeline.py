@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from sagan.data.errors import DataError
-from sagan.data.pipeline import dataset_fn, make_dataset, read_labels
+from sagan.data.pipeline import make_dataset, read_labels
 from sagan.data.records import encode_example
 from sagan.data.shards import write_shards
 from sagan.paths import MANIFEST_NAME
@@ -105,22 +105,10 @@ def test_a_restored_iterator_gives_the_same_next_batches(prepared: Path, tmp_pat
     np.testing.assert_array_equal(actual, expected)
 
 
-@pytest.mark.parametrize("per_shard", [8, 40], ids=["shard-files", "shard-records"])
-def test_input_pipelines_of_a_distribution_split_the_data(tmp_path: Path, per_shard: int) -> None:
-    prepared = _write_prepared(tmp_path / "prepared", per_shard)
-    build = dataset_fn(prepared, "train", 8, shuffle=False, repeat=False, with_labels=True)
-    seen = []
-    for pipeline in range(2):
-        context = tf.distribute.InputContext(2, pipeline, num_replicas_in_sync=2)
-        dataset = build(context)
-        assert all(len(labels) == 4 for _, labels in dataset)  # per-replica batches
-        seen.append(set(_indexes(dataset)))
-    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == COUNT
-
-
 def test_a_strategy_distributes_the_dataset(prepared: Path) -> None:
+    # As the training loop does: global batches, split over the replicas by the strategy.
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    dataset = strategy.distribute_datasets_from_function(dataset_fn(prepared, "train", 8))
+    dataset = strategy.experimental_distribute_dataset(make_dataset(prepared, "train", 8))
     assert next(iter(dataset)).shape == (8, SIZE, SIZE, 3)
 
 

@@ -6,7 +6,6 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from sagan.data.synthetic import (
     ATTRIBUTE_CLASSES,
@@ -14,7 +13,6 @@ from sagan.data.synthetic import (
     COHERENCE_PAIRS,
     EYE_COLOURS,
     render_face,
-    save_sample_grid,
 )
 
 NUM_FACES = 200  # enough for every class of every attribute to appear
@@ -113,10 +111,3 @@ def test_iris_colour_matches_the_label(faces: tuple[np.ndarray, np.ndarray], sid
     votes[:, 0] = 0
     predicted = np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), 0)
     assert np.array_equal(predicted, _column(labels, f"{side}_eye_colour"))
-
-
-def test_save_sample_grid(tmp_path) -> None:
-    path = tmp_path / "grid.png"
-    save_sample_grid(path, rows=2, cols=3, image_size=32, zoom=2)
-    with Image.open(path) as image:
-        assert image.size == (3 * 32 * 2, 2 * 32 * 2)

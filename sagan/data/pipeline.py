@@ -8,17 +8,14 @@ one vectorised call instead of one per image. Every stage is checkpointable, so
 ``tf.train.Checkpoint(iterator=iter(dataset))`` saves the reading position (and the
 shuffle buffer: about ``shuffle_buffer`` x 12 KiB at 64x64).
 
-Under ``tf.distribute``, hand :func:`dataset_fn` to
-``strategy.distribute_datasets_from_function``: each input pipeline reads its own files
-(or every n-th record when there are fewer files than pipelines) and yields per-replica
-batches of ``global_batch_size / num_replicas``.
+Under ``tf.distribute``, training hands the dataset of global batches to
+``strategy.experimental_distribute_dataset``, which splits each batch over the replicas.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +51,16 @@ def make_dataset(
     drop_remainder: bool = True,
     with_labels: bool = False,
     shuffle_buffer: int = SHUFFLE_BUFFER,
-    input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
     """Batches of float32 ``(B, S, S, 3)`` images in [-1, 1], or ``(images, labels)``.
 
     ``labels`` are int32 ``(B, A)`` in the order of the manifest's ``attribute_names``.
-    ``batch_size`` is per replica when ``input_context`` is given. With ``shuffle``, the
-    order is a function of ``seed`` (files reshuffled every epoch); without it, records
-    come in the manifest's order, as evaluation wants them.
+    With ``shuffle``, the order is a function of ``seed`` (files reshuffled every epoch);
+    without it, records come in the manifest's order, as evaluation wants them.
     """
     manifest = read_manifest(data_dir)
     files = _shard_paths(Path(data_dir), manifest, split)
     dataset = tf.data.Dataset.from_tensor_slices(files)
-    shard_records = input_context is not None and len(files) < input_context.num_input_pipelines
-    if input_context is not None and not shard_records:
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if shuffle:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -79,8 +71,6 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,  # the same seed gives the same batches
     )
-    if shard_records:
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
@@ -106,18 +96,6 @@ def read_labels(data_dir: str | Path, split: str) -> np.ndarray:
         if found
         else np.zeros((0, len(manifest["attribute_names"])), np.int32)
     )
-
-
-def dataset_fn(
-    data_dir: str | Path, split: str, global_batch_size: int, **options: Any
-) -> Callable[[tf.distribute.InputContext], tf.data.Dataset]:
-    """For ``strategy.distribute_datasets_from_function``; ``options`` as in make_dataset."""
-
-    def build(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
-        batch_size = input_context.get_per_replica_batch_size(global_batch_size)
-        return make_dataset(data_dir, split, batch_size, input_context=input_context, **options)
-
-    return build
 
 
 def _shard_paths(data_dir: Path, manifest: dict[str, Any], split: str) -> list[str]:

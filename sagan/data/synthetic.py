@@ -18,7 +18,6 @@ Geometry is written in face units: the image spans [-1, 1] on both axes, y down.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -241,18 +240,3 @@ def render_face(seed: int, index: int, image_size: int = 64) -> tuple[np.ndarray
 
     small = image.resize((image_size, image_size), Image.Resampling.BOX)
     return np.array(small), np.array([labels[n] for n in ATTRIBUTE_NAMES], dtype=np.int32)
-
-
-def save_sample_grid(
-    path: str | Path,
-    seed: int = 0,
-    rows: int = 8,
-    cols: int = 8,
-    image_size: int = 64,
-    zoom: int = 2,
-) -> None:
-    """Save faces 0..rows*cols-1 of ``seed`` as one PNG grid, upscaled ``zoom`` x (nearest)."""
-    tiles = np.stack([render_face(seed, i, image_size)[0] for i in range(rows * cols)])
-    grid = tiles.reshape(rows, cols, image_size, image_size, 3).transpose(0, 2, 1, 3, 4)
-    image = Image.fromarray(grid.reshape(rows * image_size, cols * image_size, 3))
-    image.resize((image.width * zoom, image.height * zoom), Image.Resampling.NEAREST).save(path)
