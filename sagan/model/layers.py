@@ -1,4 +1,5 @@
-"""The two layers that make SAGAN: spectral normalization and self-attention."""
+"""The two layers that make SAGAN, spectral normalization and self-attention, and the two
+that make it conditional: conditional batch normalization and the projection term."""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ size (8 → image_size in G, image_size → 8 in D).
 
 Conditional models (``model.conditional``) take a second input, the concatenated one-hot
 attribute vector (B, K): every BN of G becomes a conditional BN, and D adds the projection
-term ⟨embed(a), Σ h⟩ to its logit (Miyato & Koyama 2018). Unconditional models are unchanged.
+term ⟨embed(a), flatten(h)⟩ to its logit, h being the last feature map, whose flattening the
+unconditional logit reads too (Miyato & Koyama 2018). Unconditional models are unchanged.
 """
 
 from __future__ import annotations
