@@ -1,13 +1,119 @@
-"""Fixtures shared by the data tests."""
+"""What the tests share: one tiny config factory, tiny datasets, and session-scoped prepared
+data and a trained tiny run for the tests that only read them."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pytest
+
+from sagan.config import Config, DataConfig, ModelConfig, TrainConfig
+
+IMAGE_SIZE = 32  # the smallest size with a 16x16 attention map in G and D
+BATCH = 8
+
+
+def tiny_config(conditional: bool = False, **train_overrides) -> Config:
+    """The smallest Config that exercises every part: 32px faces, 8-channel networks, float32,
+    4 generator updates with a log row, a sample grid and a checkpoint every 2."""
+    return Config(
+        data=DataConfig(image_size=IMAGE_SIZE, num_train=64, num_test=16, images_per_shard=32),
+        model=ModelConfig(latent_dim=16, g_width=8, d_width=8, conditional=conditional),
+        train=TrainConfig(
+            **{
+                "batch_size": BATCH,
+                "steps": 4,
+                "checkpoint_every": 2,
+                "log_every": 2,
+                "sample_every": 2,
+                "mixed_precision": "none",
+                **train_overrides,
+            }
+        ),
+    )
+
+
+def tiny_model(conditional: bool = False, **overrides) -> ModelConfig:
+    """tiny_config()'s networks, with ``overrides`` of their ModelConfig fields."""
+    return dataclasses.replace(tiny_config(conditional).model, **overrides)
+
+
+def images(count: int = 64, seed: int = 0, nan_from: int | None = None):
+    """Batches of ``BATCH`` uniform-noise images, repeated; NaN from image ``nan_from`` on."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    pixels = rng.uniform(-1, 1, (count, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
+    pixels[nan_from : count if nan_from is not None else 0] = np.nan
+    return tf.data.Dataset.from_tensor_slices(pixels).repeat().batch(BATCH, drop_remainder=True)
+
+
+def labels(count: int = 64) -> np.ndarray:
+    """(count, 2) labels of two attributes (3 and 2 classes), repeating a 4-row pattern."""
+    return np.tile(np.array([[0, 1], [2, 0], [2, 1], [1, 1]], np.int32), (count // 4, 1))
+
+
+def labelled_images(count: int = 64):
+    import tensorflow as tf
+
+    pixels = images(count).unbatch()
+    return tf.data.Dataset.zip(
+        pixels, tf.data.Dataset.from_tensor_slices(labels(count)).repeat()
+    ).batch(BATCH, drop_remainder=True)
+
+
+def conditioning():
+    """The conditioning on attributes ("b", "a") of :func:`labels`."""
+    from sagan.model.conditioning import conditioning_from_labels
+
+    return conditioning_from_labels(("b", "a"), ("a", "b"), (3, 2), labels())
+
+
+def train_tiny(config: Config, root: Path, dataset=None):
+    """``config`` trained by the real loop on :func:`images` (or ``dataset``) into ``root``
+    (checkpoints/, plots/); the trainer and the final metrics."""
+    from sagan.training.loop import TrainPaths, train
+    from sagan.training.step import GANTrainer
+
+    attributes = conditioning() if config.model.conditional else None
+    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=attributes)
+    paths = TrainPaths(checkpoints=root / "checkpoints", plots=root / "plots")
+    default = labelled_images() if attributes else images()
+    return trainer, train(config, trainer, dataset or default, 64, paths)
+
+
+class TrainedRun(NamedTuple):
+    root: Path  # checkpoints/ and plots/ of tiny_config() after its 4 steps
+    metrics: dict[str, float]
+    steps: int
+
+    def copy_to(self, target: Path) -> Path:
+        """A writable copy, for a test that goes on from this run."""
+        shutil.copytree(self.root, target)
+        return target
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> TrainedRun:
+    """tiny_config() trained once per session; tests copy it before they write."""
+    root = tmp_path_factory.mktemp("trained") / "run"
+    trainer, metrics = train_tiny(tiny_config(), root)
+    return TrainedRun(root, metrics, int(trainer.step.numpy()))
+
+
+@pytest.fixture(scope="session")
+def prepared_data(tmp_path_factory) -> Path:
+    """tiny_config()'s synthetic faces prepared once per session (read them, never write)."""
+    from sagan.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "prepared"
+    prepare(tiny_config().data, out)
+    return out
 
 
 class Record(NamedTuple):

@@ -13,65 +13,25 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan.config import Config, DataConfig, ModelConfig, TrainConfig
-from sagan.model.conditioning import Conditioning, conditioning_from_labels
+from sagan.config import Config
 from sagan.tracking import NullTracker
 from sagan.training.checkpoints import CheckpointError, fingerprint
 from sagan.training.loop import NonFiniteLossError, TrainPaths, total_steps, train
 from sagan.training.step import MAX_CONDITIONAL_CRITICS, GANTrainer
+from tests.conftest import (
+    IMAGE_SIZE,
+    conditioning,
+    images,
+    labelled_images,
+    tiny_config,
+    train_tiny,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGE_SIZE = 32
-
-
-def tiny_config(conditional: bool = False, **train_overrides) -> Config:
-    return Config(
-        data=DataConfig(image_size=IMAGE_SIZE, num_train=64, num_test=16),
-        model=ModelConfig(latent_dim=16, g_width=8, d_width=8, conditional=conditional),
-        train=TrainConfig(
-            **{
-                "batch_size": 8,
-                "steps": 4,
-                "checkpoint_every": 2,
-                "log_every": 2,
-                "sample_every": 2,
-                "mixed_precision": "none",  # float32 unless a test asks (params.yaml: bfloat16)
-                **train_overrides,
-            }
-        ),
-    )
-
-
-def images(count: int = 64, seed: int = 0, nan_from: int | None = None) -> tf.data.Dataset:
-    rng = np.random.default_rng(seed)
-    pixels = rng.uniform(-1, 1, (count, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
-    pixels[nan_from : count if nan_from is not None else 0] = np.nan
-    return tf.data.Dataset.from_tensor_slices(pixels).repeat().batch(8, drop_remainder=True)
-
-
-def labels(count: int = 64) -> np.ndarray:
-    """(count, 2) labels of two attributes (3 and 2 classes), repeating a 4-row pattern."""
-    return np.tile(np.array([[0, 1], [2, 0], [2, 1], [1, 1]], np.int32), (count // 4, 1))
-
-
-def labelled_images(count: int = 64) -> tf.data.Dataset:
-    pixels = images(count).unbatch()
-    return tf.data.Dataset.zip(
-        pixels, tf.data.Dataset.from_tensor_slices(labels(count)).repeat()
-    ).batch(8, drop_remainder=True)
-
-
-def conditioning() -> Conditioning:
-    return conditioning_from_labels(("b", "a"), ("a", "b"), (3, 2), labels())
 
 
 def run(config: Config, tmp_path: Path, dataset=None) -> tuple[GANTrainer, dict]:
-    conditional = conditioning() if config.model.conditional else None
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=conditional)
-    paths = TrainPaths(checkpoints=tmp_path / "checkpoints", plots=tmp_path / "plots")
-    default = labelled_images() if conditional else images()
-    metrics = train(config, trainer, dataset or default, 64, paths)
-    return trainer, metrics
+    return train_tiny(config, tmp_path, dataset)
 
 
 @pytest.fixture(autouse=True)
@@ -80,9 +40,9 @@ def float32_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
-def test_training_runs_the_budget_and_writes_its_plots(tmp_path):
-    trainer, metrics = run(tiny_config(), tmp_path)
-    assert int(trainer.step.numpy()) == 4 and metrics["steps"] == 4
+def test_training_runs_the_budget_and_writes_its_plots(trained_run):
+    metrics, tmp_path = trained_run.metrics, trained_run.root
+    assert trained_run.steps == 4 and metrics["steps"] == 4
     assert all(np.isfinite(value) for value in metrics.values())
     assert metrics["gamma_g_attention_16"] != 0.0  # γ left its initial 0
     assert {"d_loss", "g_loss", "d_real", "d_fake", "sigma_d_sn_logit"} <= set(metrics)
@@ -139,8 +99,8 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     assert [row.split(",")[0] for row in history[1:]] == ["2", "3", "4", "6"]
 
 
-def test_changed_params_start_fresh_in_their_own_folder(tmp_path):
-    run(tiny_config(), tmp_path)
+def test_changed_params_start_fresh_in_their_own_folder(trained_run, tmp_path):
+    tmp_path = trained_run.copy_to(tmp_path / "run")
     wider = dataclasses.replace(
         tiny_config(), model=dataclasses.replace(tiny_config().model, g_width=16)
     )
@@ -149,8 +109,8 @@ def test_changed_params_start_fresh_in_their_own_folder(tmp_path):
     assert len(list((tmp_path / "checkpoints").iterdir())) == 2
 
 
-def test_a_checkpoint_of_another_model_is_refused(tmp_path):
-    run(tiny_config(), tmp_path)
+def test_a_checkpoint_of_another_model_is_refused(trained_run, tmp_path):
+    tmp_path = trained_run.copy_to(tmp_path / "run")
     wider = dataclasses.replace(
         tiny_config(), model=dataclasses.replace(tiny_config().model, g_width=16)
     )
@@ -224,40 +184,42 @@ def test_batch_must_split_over_the_replicas():
         )
 
 
-@pytest.mark.parametrize("conditional", [False, True])
-def test_mirrored_strategy_matches_a_single_device(conditional):
-    """Two logical CPUs must be set before TensorFlow starts, hence a fresh process."""
+def test_mirrored_strategy_matches_a_single_device():
+    """Two logical CPUs must be set before TensorFlow starts, hence one fresh process for the
+    unconditional and the conditional model."""
     script = textwrap.dedent(
         """
         import numpy as np, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         two_cpus = [tf.config.LogicalDeviceConfiguration()] * 2
         tf.config.set_logical_device_configuration(cpu, two_cpus)
-        from tests.test_training import conditioning, images, labelled_images, tiny_config
+        from tests.conftest import conditioning, images, labelled_images, tiny_config
         from sagan.training.step import GANTrainer
 
-        def losses(strategy):
-            config = tiny_config(CONDITIONAL)
-            attributes = conditioning() if CONDITIONAL else None
+        def losses(strategy, conditional):
+            config = tiny_config(conditional)
+            attributes = conditioning() if conditional else None
             trainer = GANTrainer(config.model, config.train, 32, strategy, attributes)
-            batches = labelled_images() if CONDITIONAL else images()
+            batches = labelled_images() if conditional else images()
             iterator = iter(strategy.experimental_distribute_dataset(batches))
             return [
                 {k: float(v) for k, v in trainer.train_step(iterator).items()} for _ in range(3)
             ]
 
-        single = losses(tf.distribute.get_strategy())
-        mirrored = losses(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
-        for a, b in zip(single, mirrored):
-            for key in a:
-                assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (key, a, b)
-        print("OK", single[-1], mirrored[-1])
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        for conditional in (False, True):
+            single = losses(tf.distribute.get_strategy(), conditional)
+            mirrored = losses(strategy, conditional)
+            for a, b in zip(single, mirrored):
+                for key in a:
+                    assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (key, a, b)
+            print("OK", conditional, single[-1], mirrored[-1])
         """
-    ).replace("CONDITIONAL", str(conditional))
+    )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=REPO
     )
-    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+    assert result.returncode == 0 and result.stdout.count("OK") == 2, result.stderr[-3000:]
 
 
 @pytest.mark.parametrize(

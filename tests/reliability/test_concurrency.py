@@ -71,6 +71,7 @@ def _experiments(repo: Path) -> dict[str, dict]:
     return found
 
 
+@pytest.mark.pipeline
 def test_two_queued_experiments_run_side_by_side_are_recorded_whole(tiny_repo):
     repo = tiny_repo()
     # The stages that do not track run first, so the two experiments reach train together,
@@ -94,6 +95,8 @@ def test_two_queued_experiments_run_side_by_side_are_recorded_whole(tiny_repo):
     )
     assert status.count("Success") == 2, f"{status}\n{logs[-4000:]}"
     assert not [text for text in STORE_LOCKED if text in logs], logs[-4000:]
+    # Each ran in a temporary copy under .dvc/tmp/exps, and reported to the repository's store.
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
 
     experiments = _experiments(repo)
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
@@ -101,7 +104,7 @@ def test_two_queued_experiments_run_side_by_side_are_recorded_whole(tiny_repo):
     assert len(runs) == 2
     for record in runs:
         shown = experiments[record.data.tags["dvc_exp_name"]]
-        assert record.info.status == "FINISHED"
+        assert record.info.status == "FINISHED" and record.data.tags.get("git_commit")
         assert float(record.data.params["train.d_lr"]) == shown["d_lr"]
         # The run holds its own experiment's numbers, not the other's.
         assert record.data.metrics["d_loss"] == pytest.approx(shown["train"]["d_loss"])
@@ -111,6 +114,7 @@ def test_two_queued_experiments_run_side_by_side_are_recorded_whole(tiny_repo):
     assert {r.data.params["train.d_lr"] for r in runs} == {"0.0002", "0.0003"}
 
 
+@pytest.mark.pipeline
 def test_a_second_repro_in_the_same_workspace_fails_on_dvcs_lock(tiny_repo):
     repo = tiny_repo()
     first = start("dvc", "repro", "prepare", cwd=repo)
