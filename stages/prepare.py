@@ -14,19 +14,16 @@ from sagan.config import ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.data.prepare import prepare
 from sagan.paths import PREPARED_DIR
+from sagan.stage import Stage
 
 log = logging.getLogger("prepare")
 
 
 def main() -> int:
     """Run the stage; a user error is one log line and exit status 1, not a traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with Stage(log, ConfigError, DataError) as stage:
         prepare(load_config().data, PREPARED_DIR)
-    except (ConfigError, DataError) as error:
-        log.error("%s", error)
-        return 1
-    return 0
+    return stage.exit_code
 
 
 if __name__ == "__main__":

@@ -14,24 +14,25 @@ from sagan.config import ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.evaluation.features import InceptionUnavailableError
 from sagan.evaluation.scoring import extractor_for, read_split, save_reference
+from sagan.stage import Stage
 
 logger = logging.getLogger("stages.reference")
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with Stage(
+        logger, ConfigError, DataError, FileNotFoundError, ValueError, InceptionUnavailableError
+    ) as stage:
         config = load_config()
         settings = config.evaluate
         extractor = extractor_for(settings.extractor, paths.ENCODER_MODEL, settings.inception_graph)
         images, _ = read_split(paths.PREPARED_DIR, "test")
-    except (ConfigError, DataError, FileNotFoundError, InceptionUnavailableError) as error:
-        logger.error("%s", error)
-        return 1
-    features = extractor(images)
-    save_reference(paths.REFERENCE_DIR / f"{settings.extractor}.npz", features)
-    logger.info("%d test images → %s features %s", len(images), settings.extractor, features.shape)
-    return 0
+        features = extractor(images)
+        save_reference(paths.REFERENCE_DIR / f"{settings.extractor}.npz", features)
+        logger.info(
+            "%d test images → %s features %s", len(images), settings.extractor, features.shape
+        )
+    return stage.exit_code
 
 
 if __name__ == "__main__":

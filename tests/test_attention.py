@@ -20,8 +20,8 @@ from sagan.sampling.attention_maps import (
     read_snapshots,
     save_snapshot,
 )
+from sagan.sampling.attention_report import final_figures, training_figures
 from sagan.sampling.faces import fixed_attributes
-from stages.attention import final_figures, training_figures
 
 TINY = ModelConfig(latent_dim=8, g_width=8, d_width=8)
 

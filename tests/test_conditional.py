@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from sagan.config import ConfigError, ModelConfig
-from sagan.model.conditioning import conditioning_from_labels, load_conditioning, sweep_codes
+from sagan.model.conditioning import conditioning_from_labels, read_conditioning, sweep_codes
 from sagan.model.layers import ConditionalBatchNormalization, Projection
 from sagan.model.networks import build_discriminator, build_generator
 
@@ -203,7 +203,7 @@ def test_fixing_attributes_keeps_only_the_matching_combinations():
 def test_the_conditioning_round_trips_through_its_file(tmp_path):
     conditioning = _conditioning()
     conditioning.save(tmp_path / "attributes.json")
-    loaded = load_conditioning(tmp_path / "attributes.json")
+    loaded = read_conditioning(tmp_path / "attributes.json")
     assert (loaded.names, loaded.classes, loaded.columns) == (("glasses", "hair"), (2, 3), (1, 0))
     np.testing.assert_array_equal(loaded.rows, conditioning.rows)
     np.testing.assert_array_equal(loaded.counts, conditioning.counts)

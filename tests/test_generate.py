@@ -1,4 +1,4 @@
-"""The generate stage with a conditional generator: attributes, their file and the sweep grid."""
+"""Generate's samples with a conditional generator: attributes, their file and the sweep grid."""
 
 import csv
 from pathlib import Path
@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sagan import paths
-from sagan.config import Config, ConfigError, GenerateConfig, ModelConfig
+from sagan.config import ConfigError, GenerateConfig, ModelConfig
 from sagan.model.conditioning import conditioning_from_labels
 from sagan.model.networks import build_generator
 from sagan.sampling.faces import sample_images
-from stages.generate import SWEEP_FACES, sample_distribution, write_samples
+from sagan.sampling.samples import SWEEP_FACES, sample_distribution, write_samples
 
 CONFIG = ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True)
 # glasses (2 classes), skin (3 classes): every combination but (glasses 1, skin 2)
@@ -62,32 +61,26 @@ def test_samples_record_their_attributes_and_the_sweep_switches_one_at_a_time(
         assert np.abs(tiles[face, 0].astype(int) - tiles[face, 1]).max() > 0  # glasses matter
 
 
-def test_fixed_attributes_hold_in_every_sample(generator, conditioning, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    generator.save(tmp_path / "generator.keras")
-    conditioning.save(paths.CONDITIONING_FILE)
-    config = Config(generate=GenerateConfig(num_samples=20, attributes={"glasses": 1}))
-    fixed = sample_distribution(generator, config)
-    write_samples(generator, config.generate, tmp_path / "samples", fixed)
+def test_fixed_attributes_hold_in_every_sample(generator, conditioning, tmp_path):
+    conditioning.save(tmp_path / "attributes.json")
+    settings = GenerateConfig(num_samples=20, attributes={"glasses": 1})
+    fixed = sample_distribution(generator, settings, tmp_path / "attributes.json")
+    write_samples(generator, settings, tmp_path / "samples", fixed)
     _, rows = _read_attributes(tmp_path / "samples" / "attributes.csv")
     assert {row[1] for row in rows} == {"1"} and {row[2] for row in rows} == {"0", "1"}
 
 
-def test_attributes_a_model_cannot_honour_fail_clearly(
-    generator, conditioning, tmp_path, monkeypatch
-):
-    monkeypatch.chdir(tmp_path)
-    conditioning.save(paths.CONDITIONING_FILE)
+def test_attributes_a_model_cannot_honour_fail_clearly(generator, conditioning, tmp_path):
+    path = tmp_path / "attributes.json"
+    conditioning.save(path)
     with pytest.raises(ConfigError, match="generate.attributes: the model is not conditioned on"):
-        sample_distribution(generator, Config(generate=GenerateConfig(attributes={"smile": 1})))
+        sample_distribution(generator, GenerateConfig(attributes={"smile": 1}), path)
     with pytest.raises(ConfigError, match="no training image has"):
-        sample_distribution(
-            generator, Config(generate=GenerateConfig(attributes={"glasses": 1, "skin": 2}))
-        )
+        sample_distribution(generator, GenerateConfig(attributes={"glasses": 1, "skin": 2}), path)
     unconditional = build_generator(ModelConfig(latent_dim=8, g_width=8, d_width=8), 32)
     with pytest.raises(ConfigError, match="holds an unconditional one"):
-        sample_distribution(unconditional, Config(generate=GenerateConfig(attributes={"a": 1})))
-    assert sample_distribution(unconditional, Config()) is None
+        sample_distribution(unconditional, GenerateConfig(attributes={"a": 1}), path)
+    assert sample_distribution(unconditional, GenerateConfig(), path) is None
 
 
 def test_conditional_samples_depend_on_the_seed_not_the_batch_size(generator, conditioning):

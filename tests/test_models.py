@@ -1,6 +1,7 @@
 """Generator and discriminator: shapes, ranges, options and saving."""
 
 import dataclasses
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -9,8 +10,10 @@ import pytest
 from sagan.config import ConfigError, ModelConfig
 from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.model.networks import build_discriminator, build_generator
+from sagan.model.saved import DISCRIMINATOR, GENERATOR, load_model
 
 TINY = ModelConfig(latent_dim=16, g_width=8, d_width=8)
+PRE_LAYOUT = Path(__file__).parent / "data" / "pre_layout"
 
 
 def _noise(batch: int = 3, latent_dim: int = 16) -> np.ndarray:
@@ -100,3 +103,24 @@ def test_a_mixed_precision_model_loads_and_runs_in_a_float32_process(tmp_path):
     generator.save(tmp_path / "generator.keras")
     loaded = keras.models.load_model(tmp_path / "generator.keras", safe_mode=True)
     np.testing.assert_array_equal(loaded(_noise()).numpy(), generator(_noise()).numpy())
+
+
+def test_models_saved_before_the_layout_change_still_load_and_compute_the_same():
+    # Conditional G and D with self-attention (32px, 3 attribute dims, γ = 0.5), saved with
+    # their outputs by the version before sagan/ became one folder per layer.
+    generator = load_model(PRE_LAYOUT / GENERATOR)
+    discriminator = load_model(PRE_LAYOUT / DISCRIMINATOR)
+    with np.load(PRE_LAYOUT / "expected.npz") as expected:
+        images = generator([expected["z"], expected["attributes"]], training=False)
+        logits = discriminator([expected["images"], expected["attributes"]], training=False)
+        np.testing.assert_allclose(images, expected["images"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(logits, expected["logits"], rtol=1e-5, atol=1e-6)
+
+
+def test_the_safe_loader_names_a_missing_model_and_refuses_code(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no .*generator.keras: run the train stage first"):
+        load_model(tmp_path / GENERATOR)
+    inputs = keras.Input((2,))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x + 1)(inputs)).save(tmp_path / "code.keras")
+    with pytest.raises(ValueError, match="cannot load .*code.keras: .*safe_mode"):
+        load_model(tmp_path / "code.keras")

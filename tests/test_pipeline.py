@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +9,10 @@ import pytest
 import tensorflow as tf
 
 from sagan.data.errors import DataError
+from sagan.data.manifest import Manifest, PreparedSplit
 from sagan.data.pipeline import make_dataset, read_labels
 from sagan.data.records import encode_example
 from sagan.data.shards import write_shards
-from sagan.paths import MANIFEST_NAME
 
 COUNT, SIZE = 40, 4
 
@@ -28,12 +27,14 @@ def _write_prepared(directory: Path, per_shard: int) -> Path:
     images = [np.full((SIZE, SIZE, 3), _pixel(i), np.uint8).tobytes() for i in range(COUNT)]
     records = (encode_example(images[i], SIZE, (i, 2 * i), f"{i}") for i in range(COUNT))
     shards = write_shards(records, directory, "train", per_shard)
-    manifest = {
-        "image_size": SIZE,
-        "attribute_names": ["index", "double"],
-        "splits": {"train": {"count": COUNT, "shards": shards}},
-    }
-    (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
+    Manifest(
+        source="test",
+        image_size=SIZE,
+        attribute_names=("index", "double"),
+        attribute_classes=(COUNT, 2 * COUNT),
+        coherence_pairs=(),
+        splits={"train": PreparedSplit(COUNT, tuple(shards))},
+    ).write(directory)
     return directory
 
 

@@ -13,7 +13,6 @@ from sagan.config import Config, flatten
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "train", "generate", "attention", "encoder", "reference", "evaluate")
-PACKAGE_MARKERS = {REPO / "sagan" / "__init__.py", REPO / "stages" / "__init__.py"}  # no code
 
 # Params that change how fast or where a stage reports, never what it writes.
 OUTPUT_NEUTRAL = {
@@ -47,6 +46,14 @@ def _stage(name: str) -> dict:
     return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][name]
 
 
+def _is_package_marker(path: Path) -> bool:
+    """An ``__init__.py`` holding no code (a docstring at most): no dep, whatever it says."""
+    if path.name != "__init__.py":
+        return False
+    body = ast.parse(path.read_text()).body
+    return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
+
+
 def _local_imports(path: Path) -> set[Path]:
     """The repository modules that ``path`` imports, at the top or inside functions."""
     found = set()
@@ -62,7 +69,7 @@ def _local_imports(path: Path) -> set[Path]:
             for module in (base.with_suffix(".py"), base / "__init__.py"):
                 if name.split(".")[0] in {"sagan", "stages"} and module.is_file():
                     found.add(module)
-    return found - PACKAGE_MARKERS
+    return {module for module in found if not _is_package_marker(module)}
 
 
 def _closure(start: Path) -> set[Path]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -19,8 +18,9 @@ import yaml
 from sagan.config import DataConfig
 from sagan.data import prepare as prepare_module
 from sagan.data.errors import DataError
+from sagan.data.manifest import Manifest
 from sagan.data.prepare import prepare
-from sagan.data.synthetic import ATTRIBUTE_CLASSES, ATTRIBUTE_NAMES, render_face
+from sagan.data.synthetic import ATTRIBUTE_CLASSES, ATTRIBUTE_NAMES, COHERENCE_PAIRS, render_face
 from sagan.paths import MANIFEST_NAME
 from stages.prepare import main
 
@@ -49,15 +49,16 @@ def test_synthetic_shards_hold_the_rendered_faces(tmp_path: Path, read_records) 
         "train-00001-of-00003.tfrecord",
         "train-00002-of-00003.tfrecord",
     ]
-    assert json.loads((out / MANIFEST_NAME).read_text()) == manifest
-    assert manifest["source"] == "synthetic" and manifest["image_size"] == 32
-    assert manifest["attribute_names"] == list(ATTRIBUTE_NAMES)
-    assert manifest["attribute_classes"] == list(ATTRIBUTE_CLASSES.values())
-    assert [s["count"] for s in manifest["splits"]["train"]["shards"]] == [4, 4, 2]
-    assert manifest["splits"]["test"]["count"] == 3
-    assert manifest["skipped"] == [] and manifest["ignored"] == {}
-    for shard in manifest["splits"]["train"]["shards"] + manifest["splits"]["test"]["shards"]:
-        assert hashlib.sha256((out / shard["file"]).read_bytes()).hexdigest() == shard["sha256"]
+    assert Manifest.read(out) == manifest
+    assert manifest.source == "synthetic" and manifest.image_size == 32
+    assert manifest.attribute_names == ATTRIBUTE_NAMES
+    assert manifest.attribute_classes == tuple(ATTRIBUTE_CLASSES.values())
+    assert manifest.coherence_pairs == COHERENCE_PAIRS  # evaluate scores them, not synthetic.py
+    assert [s.count for s in manifest.splits["train"].shards] == [4, 4, 2]
+    assert manifest.splits["test"].count == 3
+    assert manifest.skipped == () and manifest.ignored == {}
+    for shard in manifest.splits["train"].shards + manifest.splits["test"].shards:
+        assert hashlib.sha256((out / shard.file).read_bytes()).hexdigest() == shard.sha256
 
     records = read_records(out, "train") + read_records(out, "test")
     for index, record in enumerate(records):  # test faces follow the train ones

@@ -14,6 +14,7 @@ from PIL import Image
 from sagan.config import ConfigError, DataConfig
 from sagan.data.celeba import ATTRIBUTE_FILE, PARTITION_FILE
 from sagan.data.errors import DataError
+from sagan.data.manifest import Ignored
 from sagan.data.prepare import prepare
 from sagan.data.testing import (
     CELEBA_ATTRIBUTES,
@@ -64,14 +65,12 @@ def test_bad_files_are_skipped_counted_and_listed(
     config = dataclasses.replace(BASE, path=str(root), max_bad_fraction=0.5)
     manifest = prepare(config, tmp_path / "prepared")
 
-    skipped = {entry["file"]: entry["reason"] for entry in manifest["skipped"]}
+    skipped = {entry.file: entry.reason for entry in manifest.skipped}
     assert sorted(skipped) == sorted(bad)
     assert all(skipped[name].startswith(reason) for name, reason in bad.items())
-    assert manifest["ignored"] == {
-        "not an image file name": {"count": 1, "examples": ["README.txt"]}
-    }
-    assert manifest["splits"]["train"]["count"] + manifest["splits"]["test"]["count"] == 12
-    assert manifest["attribute_names"] == [] and manifest["attribute_classes"] == []
+    assert manifest.ignored == {"not an image file name": Ignored(1, ("README.txt",))}
+    assert manifest.splits["train"].count + manifest.splits["test"].count == 12
+    assert manifest.attribute_names == () and manifest.attribute_classes == ()
     records = read_records(tmp_path / "prepared", "train") + read_records(
         tmp_path / "prepared", "test"
     )
@@ -97,13 +96,11 @@ def test_small_images_are_skipped_by_choice_not_counted_bad(tmp_path: Path) -> N
     (root / "tiny.png").write_bytes(_png(9, size=(20, 30)))
     config = dataclasses.replace(BASE, path=str(root), small_images="skip", max_bad_fraction=0.0)
     manifest = prepare(config, tmp_path / "prepared")
-    (entry,) = manifest["skipped"]
-    assert entry["file"] == "tiny.png"
-    assert entry["reason"].startswith(
-        "20x30 is smaller than 32 (data.crop_size or data.image_size)"
-    )
+    (entry,) = manifest.skipped
+    assert entry.file == "tiny.png"
+    assert entry.reason.startswith("20x30 is smaller than 32 (data.crop_size or data.image_size)")
     upsampled = prepare(dataclasses.replace(config, small_images="upsample"), tmp_path / "up")
-    assert upsampled["skipped"] == [] and upsampled["splits"]["train"]["count"] == 5
+    assert upsampled.skipped == () and upsampled.splits["train"].count == 5
 
 
 def test_zip_junk_and_unsafe_names_are_ignored_and_nothing_is_written_outside(
@@ -120,8 +117,8 @@ def test_zip_junk_and_unsafe_names_are_ignored_and_nothing_is_written_outside(
         archive.writestr("faces/notes.txt", "hello")
     manifest = prepare(dataclasses.replace(BASE, path=str(path)), tmp_path / "out" / "prepared")
 
-    assert manifest["splits"]["train"]["count"] == 3 and manifest["splits"]["test"]["count"] == 2
-    assert {reason: info["count"] for reason, info in manifest["ignored"].items()} == {
+    assert manifest.splits["train"].count == 3 and manifest.splits["test"].count == 2
+    assert {reason: info.count for reason, info in manifest.ignored.items()} == {
         "macOS metadata": 1,
         "not an image file name": 1,
         "unsafe path (absolute or with ..)": 3,
@@ -140,8 +137,8 @@ def test_celeba_zip_uses_the_official_split_and_the_attributes(
     config = dataclasses.replace(BASE, path=str(path), crop_size=36, num_test=None)
     manifest = prepare(config, tmp_path / "prepared")
 
-    assert manifest["attribute_names"] == list(CELEBA_ATTRIBUTES)
-    assert manifest["attribute_classes"] == [2] * 40
+    assert manifest.attribute_names == tuple(CELEBA_ATTRIBUTES)
+    assert manifest.attribute_classes == (2,) * 40
     splits = {"train": (0, 1), "test": (2,)}  # val joins train
     for split, partitions in splits.items():
         records = read_records(tmp_path / "prepared", split)
@@ -151,10 +148,10 @@ def test_celeba_zip_uses_the_official_split_and_the_attributes(
         ]
         assert all(r.filename.startswith("img_align_celeba/") for r in records)
         assert all(r.attributes == expected[Path(r.filename).name] for r in records)
-        assert manifest["splits"][split]["count"] == len(records)
+        assert manifest.splits[split].count == len(records)
 
     capped = prepare(dataclasses.replace(config, num_train=5, num_test=2), tmp_path / "capped")
-    assert capped["splits"]["train"]["count"] == 5 and capped["splits"]["test"]["count"] == 2
+    assert capped.splits["train"].count == 5 and capped.splits["test"].count == 2
 
 
 def test_celeba_files_beside_a_folder_apply_too_and_unlisted_images_are_ignored(
@@ -167,9 +164,9 @@ def test_celeba_files_beside_a_folder_apply_too_and_unlisted_images_are_ignored(
     (root / "extra.jpg").write_bytes(_png(9))
     (root.parent / PARTITION_FILE).write_text("000001.jpg 0\n000002.jpg 1\n000003.jpg 2\n")
     manifest = prepare(dataclasses.replace(BASE, path=str(root), num_test=None), tmp_path / "out")
-    assert manifest["splits"]["train"]["count"] == 2 and manifest["splits"]["test"]["count"] == 1
-    assert manifest["ignored"] == {
-        f"no row in {PARTITION_FILE}": {"count": 2, "examples": ["000004.jpg", "extra.jpg"]}
+    assert manifest.splits["train"].count == 2 and manifest.splits["test"].count == 1
+    assert manifest.ignored == {
+        f"no row in {PARTITION_FILE}": Ignored(2, ("000004.jpg", "extra.jpg"))
     }
 
 

@@ -18,8 +18,8 @@ def test_celeb_a_from_tfds_is_cropped_resized_and_labelled(tmp_path: Path, read_
                         image_size=32, workers=1)  # fmt: skip
     with tfds.testing.mock_data(num_examples=5):
         manifest = prepare(config, tmp_path / "prepared")
-    assert manifest["attribute_names"] == list(CELEBA_ATTRIBUTES)
-    assert manifest["splits"]["train"]["count"] == 3 and manifest["splits"]["test"]["count"] == 2
+    assert manifest.attribute_names == tuple(CELEBA_ATTRIBUTES)
+    assert manifest.splits["train"].count == 3 and manifest.splits["test"].count == 2
     records = read_records(tmp_path / "prepared", "train")
     assert [r.filename for r in records] == [f"celeb_a/train/{i:06d}" for i in range(3)]
     assert all(r.image.shape == (32, 32, 3) and len(r.attributes) == 40 for r in records)

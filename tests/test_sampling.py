@@ -6,7 +6,8 @@ import pytest
 
 from sagan.config import ModelConfig
 from sagan.model.networks import build_generator
-from sagan.sampling.faces import interpolation, load_generator, sample_images, slerp
+from sagan.model.saved import load_generator
+from sagan.sampling.faces import interpolation, sample_images, slerp
 from sagan.sampling.grids import grid, to_uint8
 
 CONFIG = ModelConfig(latent_dim=8, g_width=8, d_width=8)

@@ -47,6 +47,7 @@ class Listing:
     splits: dict[str, Split]  # "train", then "test"
     load: Callable[[Item], Loaded]
     ignored: dict[str, list[str]] = field(default_factory=dict)  # reason -> names never loaded
+    coherence_pairs: tuple[tuple[str, str], ...] = ()  # (leader, follower) labels that agree
 
 
 def square_spec(config: DataConfig) -> SquareSpec:

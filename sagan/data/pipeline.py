@@ -15,29 +15,19 @@ Under ``tf.distribute``, training hands the dataset of global batches to
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from sagan.data.errors import DataError
+from sagan.data.manifest import Manifest
 from sagan.data.records import decode_batch, decode_labels
 from sagan.paths import MANIFEST_NAME
 
 SHUFFLE_BUFFER = 4096  # records; the shards are already in a seeded random order
 CYCLE_LENGTH = 4  # shards read at once by the interleave
 READ_BUFFER = 1 << 20  # bytes read ahead per shard
-
-
-def read_manifest(data_dir: str | Path) -> dict[str, Any]:
-    """The ``manifest.json`` that prepare wrote into ``data_dir``."""
-    path = Path(data_dir) / MANIFEST_NAME
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read {path} ({error}); run `dvc repro prepare` first") from error
 
 
 def make_dataset(
@@ -58,7 +48,7 @@ def make_dataset(
     With ``shuffle``, the order is a function of ``seed`` (files reshuffled every epoch);
     without it, records come in the manifest's order, as evaluation wants them.
     """
-    manifest = read_manifest(data_dir)
+    manifest = Manifest.read(data_dir)
     files = _shard_paths(Path(data_dir), manifest, split)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
@@ -76,8 +66,8 @@ def make_dataset(
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     decode = functools.partial(
         decode_batch,
-        image_size=manifest["image_size"],
-        num_attributes=len(manifest["attribute_names"]),
+        image_size=manifest.image_size,
+        num_attributes=len(manifest.attribute_names),
         with_labels=with_labels,
     )
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
@@ -86,22 +76,19 @@ def make_dataset(
 
 def read_labels(data_dir: str | Path, split: str) -> np.ndarray:
     """Every label of a split as int32 (N, A) in the manifest's order, images left undecoded."""
-    manifest = read_manifest(data_dir)
+    manifest = Manifest.read(data_dir)
     files = _shard_paths(Path(data_dir), manifest, split)
-    decode = functools.partial(decode_labels, num_attributes=len(manifest["attribute_names"]))
+    num_attributes = len(manifest.attribute_names)
+    decode = functools.partial(decode_labels, num_attributes=num_attributes)
     batches = tf.data.TFRecordDataset(files).batch(SHUFFLE_BUFFER).map(decode)
     found = [batch.numpy() for batch in batches]
-    return (
-        np.concatenate(found)
-        if found
-        else np.zeros((0, len(manifest["attribute_names"])), np.int32)
-    )
+    return np.concatenate(found) if found else np.zeros((0, num_attributes), np.int32)
 
 
-def _shard_paths(data_dir: Path, manifest: dict[str, Any], split: str) -> list[str]:
-    if split not in manifest["splits"]:
+def _shard_paths(data_dir: Path, manifest: Manifest, split: str) -> list[str]:
+    if split not in manifest.splits:
         raise DataError(f"{data_dir / MANIFEST_NAME} has no split {split!r}")
-    paths = [data_dir / shard["file"] for shard in manifest["splits"][split]["shards"]]
+    paths = [data_dir / shard.file for shard in manifest.splits[split].shards]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise DataError(f"shards listed in the manifest are missing: {', '.join(missing[:3])}")

@@ -13,14 +13,13 @@ import collections
 import contextlib
 import dataclasses
 import itertools
-import json
 import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.pool import Pool
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -28,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from sagan.config import DataConfig
 from sagan.data.errors import DataError
 from sagan.data.listing import Listing, Loaded
+from sagan.data.manifest import Ignored, Manifest, PreparedSplit, Shard, Skipped
 from sagan.data.sources import list_source
 from sagan.files import atomic_directory
 from sagan.paths import MANIFEST_NAME
@@ -40,7 +40,7 @@ CHUNKSIZE = 16  # items per worker task: amortises the pickling round trip
 EXAMPLES = 5  # file names quoted per reason in errors and in the manifest's "ignored"
 
 
-def prepare(config: DataConfig, out_dir: Path) -> dict[str, Any]:
+def prepare(config: DataConfig, out_dir: Path) -> Manifest:
     """Write the shards and manifest of ``config`` into ``out_dir``; return the manifest.
 
     Raises ConfigError or DataError naming the params key, path or files at fault.
@@ -69,8 +69,7 @@ def prepare(config: DataConfig, out_dir: Path) -> dict[str, Any]:
             if not shards[split]:
                 raise DataError(f"no {split} images left to write from data.path {config.path}")
         manifest = _manifest(config, listing, shards, skips.skipped)
-        text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-        (staging / MANIFEST_NAME).write_text(text, encoding="utf-8")
+        manifest.write(staging)
     _log_summary(manifest, out_dir)
     return manifest
 
@@ -80,7 +79,7 @@ class _Skips:
 
     def __init__(self, total: int, max_fraction: float) -> None:
         self.total, self.max_fraction = total, max_fraction
-        self.skipped: list[dict[str, str]] = []
+        self.skipped: list[Skipped] = []
         self.bad: list[str] = []
 
     def kept(self, loaded: Iterable[Loaded]) -> Iterator[Loaded]:
@@ -93,7 +92,7 @@ class _Skips:
 
     def _add(self, loaded: Loaded) -> None:
         log.warning("skipped %s: %s", loaded.name, loaded.problem)
-        self.skipped.append({"file": loaded.name, "reason": loaded.problem})
+        self.skipped.append(Skipped(loaded.name, loaded.problem))
         if not loaded.bad:
             return
         self.bad.append(f"{loaded.name} ({loaded.problem})")
@@ -139,34 +138,35 @@ def _ordered_map(pool: Pool | None, function: Callable[[T], R], items: Iterable[
 def _manifest(
     config: DataConfig,
     listing: Listing,
-    shards: dict[str, list[dict[str, Any]]],
-    skipped: list[dict[str, str]],
-) -> dict[str, Any]:
+    shards: dict[str, list[Shard]],
+    skipped: list[Skipped],
+) -> Manifest:
     """Everything downstream needs to know about the shards; no timestamps, so reruns match."""
     params = {k: v for k, v in dataclasses.asdict(config).items() if k != "workers"}
-    return {
-        "source": config.source,
-        "image_size": config.image_size,
-        "attribute_names": list(listing.attribute_names),
-        "attribute_classes": list(listing.attribute_classes),
-        "splits": {
-            split: {"count": sum(shard["count"] for shard in files), "shards": files}
+    return Manifest(
+        source=config.source,
+        image_size=config.image_size,
+        attribute_names=tuple(listing.attribute_names),
+        attribute_classes=tuple(listing.attribute_classes),
+        coherence_pairs=listing.coherence_pairs,
+        splits={
+            split: PreparedSplit(sum(shard.count for shard in files), tuple(files))
             for split, files in shards.items()
         },
-        "skipped": skipped,
-        "ignored": {
-            reason: {"count": len(names), "examples": sorted(names)[:EXAMPLES]}
+        skipped=tuple(skipped),
+        ignored={
+            reason: Ignored(len(names), tuple(sorted(names)[:EXAMPLES]))
             for reason, names in sorted(listing.ignored.items())
         },
-        "params": params,
-    }
+        params=params,
+    )
 
 
-def _log_summary(manifest: dict[str, Any], out_dir: Path) -> None:
-    for split, info in manifest["splits"].items():
-        log.info("%s: %d images in %d shards", split, info["count"], len(info["shards"]))
-    if manifest["skipped"]:
-        log.warning("skipped %d files, listed in %s", len(manifest["skipped"]), MANIFEST_NAME)
-    for reason, info in manifest["ignored"].items():
-        log.info("ignored %d entries: %s (e.g. %s)", info["count"], reason, info["examples"][0])
+def _log_summary(manifest: Manifest, out_dir: Path) -> None:
+    for split, info in manifest.splits.items():
+        log.info("%s: %d images in %d shards", split, info.count, len(info.shards))
+    if manifest.skipped:
+        log.warning("skipped %d files, listed in %s", len(manifest.skipped), MANIFEST_NAME)
+    for reason, info in manifest.ignored.items():
+        log.info("ignored %d entries: %s (e.g. %s)", info.count, reason, info.examples[0])
     log.info("wrote %s", out_dir)

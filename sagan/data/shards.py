@@ -6,21 +6,21 @@ import hashlib
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import tensorflow as tf
 
 from sagan.data.errors import DataError
+from sagan.data.manifest import Shard
 from sagan.data.records import shard_name
 
 
 def write_shards(
     records: Iterator[bytes], directory: Path, split: str, per_shard: int
-) -> list[dict[str, Any]]:
+) -> list[Shard]:
     """Write ``records`` as ``{split}-NNNNN-of-MMMMM.tfrecord`` files of ``per_shard`` each.
 
     Shards are written under a ``.partial`` name and renamed once their total is known.
-    Returns ``[{"file", "count", "sha256"}]`` per shard, in order.
+    Returns the shards, in order.
     """
     partials = []
     for index in itertools.count():
@@ -40,7 +40,7 @@ def write_shards(
     shards = []
     for index, (path, count) in enumerate(partials):
         final = path.rename(directory / shard_name(split, index, len(partials)))
-        shards.append({"file": final.name, "count": count, "sha256": sha256(final)})
+        shards.append(Shard(final.name, count, sha256(final)))
     return shards
 
 

@@ -39,6 +39,7 @@ def list_synthetic(config: DataConfig) -> Listing:
         attribute_classes=tuple(synthetic.ATTRIBUTE_CLASSES.values()),
         splits=splits,
         load=functools.partial(render_synthetic, config.seed, config.image_size),
+        coherence_pairs=synthetic.COHERENCE_PAIRS,
     )
 
 

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import NamedTuple
 
-import keras
 import numpy as np
 from PIL import Image
 
-from sagan.config import ConfigError
-from sagan.data.pipeline import make_dataset, read_manifest
-from sagan.data.synthetic import COHERENCE_PAIRS
+from sagan.config import ConfigError, EvaluateConfig
+from sagan.data.errors import DataError
+from sagan.data.manifest import Manifest
+from sagan.data.pipeline import make_dataset
 from sagan.evaluation import metrics
 from sagan.evaluation.features import EncoderExtractor, FeatureExtractor, make_extractor
 from sagan.files import atomic_path
+from sagan.model.saved import load_model
 from sagan.sampling.grids import to_uint8
 
 COHERENCE_REAL = "coherence_real"  # the same score on real test images: the ceiling
@@ -58,19 +60,20 @@ def read_samples(directory: Path, count: int, image_size: int) -> np.ndarray:
     return images
 
 
-def load_encoder(path: Path) -> keras.Model:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: the encoder stage trains it from the prepared attribute labels "
-            "(a dataset without labels needs evaluate.extractor: inception)"
-        )
-    return keras.models.load_model(path, safe_mode=True)
+def load_encoder(path: Path) -> EncoderExtractor:
+    """The encoder stage's trained feature network, as an extractor."""
+    hint = (
+        "the encoder stage trains it from the prepared attribute labels "
+        "(a dataset without labels needs evaluate.extractor: inception)"
+    )
+    return EncoderExtractor(load_model(path, hint))
 
 
 def extractor_for(name: str, encoder_path: Path, inception_graph: str | None) -> FeatureExtractor:
     """The extractor called ``name``, with the encoder loaded only when it is the one asked."""
-    encoder = load_encoder(encoder_path) if name == "encoder" else None
-    return make_extractor(name, encoder=encoder, inception_graph=inception_graph)
+    if name == "encoder":
+        return load_encoder(encoder_path)
+    return make_extractor(name, inception_graph=inception_graph)
 
 
 def save_reference(path: Path, features: np.ndarray) -> None:
@@ -94,23 +97,17 @@ def coherence_scores(
     generated: np.ndarray,
     real: np.ndarray,
     attribute_names: tuple[str, ...],
+    pairs: tuple[tuple[str, str], ...],
 ) -> dict[str, float]:
-    """Share of faces whose long-range constraints hold, generated and real (the ceiling)."""
+    """Share of faces whose ``pairs`` of labels agree, generated and real (the ceiling)."""
     return {
         metrics.COHERENCE: metrics.coherence_score(
-            encoder.predict_attributes(generated), attribute_names, COHERENCE_PAIRS
+            encoder.predict_attributes(generated), attribute_names, pairs
         ),
         COHERENCE_REAL: metrics.coherence_score(
-            encoder.predict_attributes(real), attribute_names, COHERENCE_PAIRS
+            encoder.predict_attributes(real), attribute_names, pairs
         ),
     }
-
-
-def manifest_attributes(data_dir: Path) -> tuple[str, dict[str, int]]:
-    """The prepared data's source and its attributes with their class counts."""
-    manifest = read_manifest(data_dir)
-    classes = dict(zip(manifest["attribute_names"], manifest["attribute_classes"], strict=True))
-    return manifest["source"], classes
 
 
 def read_sample_attributes(path: Path, count: int) -> tuple[tuple[str, ...], np.ndarray]:
@@ -171,3 +168,96 @@ def intra_fid_scores(
         )
     scores = {f"{INTRA_FID}_{attribute}_{value}": fid for value, fid in per_value.items()}
     return {INTRA_FID: float(np.mean(list(per_value.values()))), **scores}
+
+
+class Conditioned(NamedTuple):
+    """What conditional samples were asked for, and where their attributes sit in the data."""
+
+    names: tuple[str, ...]
+    classes: np.ndarray  # (N, k): each sample's class of each conditioned attribute
+    columns: list[int]  # the attributes' positions in the manifest (and encoder heads)
+    intra_fid: int  # which of them intra-FID groups by
+    encoder: EncoderExtractor
+
+
+def read_conditioned(
+    attributes_file: Path,
+    settings: EvaluateConfig,
+    manifest: Manifest,
+    extractor: FeatureExtractor,
+    encoder_path: Path,
+) -> Conditioned | None:
+    """The samples' attributes (None when generate wrote none: an unconditional model)."""
+    if not attributes_file.is_file():
+        return None
+    names, classes = read_sample_attributes(attributes_file, settings.num_samples)
+    missing = [name for name in names if name not in manifest.attribute_names]
+    if missing:
+        raise DataError(f"the prepared data has no attribute {missing[0]!r}: rerun train")
+    encoder = extractor if isinstance(extractor, EncoderExtractor) else load_encoder(encoder_path)
+    columns = [manifest.attribute_names.index(name) for name in names]
+    column = intra_fid_column(settings.intra_fid_attribute, names)
+    return Conditioned(names, classes, columns, column, encoder)
+
+
+def conditional_scores(
+    conditioned: Conditioned,
+    samples: np.ndarray,
+    fake: np.ndarray,
+    real: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+) -> dict[str, float]:
+    """Conditional accuracy (generated and real) and intra-FID of conditional samples."""
+    names, columns, column = conditioned.names, conditioned.columns, conditioned.intra_fid
+    real_labels = test_labels[:, columns]  # (M, k)
+    return {
+        **conditional_accuracy(conditioned.encoder, columns, names, samples, conditioned.classes),
+        **conditional_accuracy(
+            conditioned.encoder, columns, names, test_images, real_labels, CONDITIONAL_ACCURACY_REAL
+        ),
+        **intra_fid_scores(
+            real, real_labels[:, column], fake, conditioned.classes[:, column], names[column]
+        ),
+    }
+
+
+def score_samples(
+    settings: EvaluateConfig,
+    extractor: FeatureExtractor,
+    samples: np.ndarray,
+    reference: tuple[np.ndarray, metrics.GaussianStatistics],
+    manifest: Manifest,
+    data_dir: Path,
+    conditioned: Conditioned | None = None,
+) -> dict[str, float]:
+    """Every score of ``samples`` against the real features ``reference`` of the test split.
+
+    FID, KID and precision/recall always; coherence when the encoder reads faces whose
+    manifest lists attribute pairs that must agree; conditional scores for ``conditioned``.
+    """
+    real, real_stats = reference
+    fake = extractor(samples)
+    scores = metrics.compute_metrics(
+        real,
+        fake,
+        kid_subset_size=settings.kid_subset_size,
+        kid_subsets=settings.kid_subsets,
+        pr_k=settings.pr_k,
+        seed=settings.seed,
+        real_statistics=real_stats,
+    )
+    coherence = isinstance(extractor, EncoderExtractor) and bool(manifest.coherence_pairs)
+    if coherence or conditioned is not None:
+        test_images, test_labels = read_split(data_dir, "test")
+    if coherence:
+        scores.update(
+            coherence_scores(
+                extractor, samples, test_images, manifest.attribute_names, manifest.coherence_pairs
+            )
+        )
+    if conditioned is not None:
+        scores.update(
+            conditional_scores(conditioned, samples, fake, real, test_images, test_labels)
+        )
+    return scores

@@ -95,7 +95,7 @@ class Conditioning:
             temporary.write_text(json.dumps(record) + "\n", encoding="utf-8")
 
 
-def load_conditioning(path: Path) -> Conditioning:
+def read_conditioning(path: Path) -> Conditioning:
     """The conditioning that train saved beside a conditional model."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no {path} beside a conditional generator: rerun train")

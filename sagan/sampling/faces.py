@@ -14,37 +14,17 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sagan.model import layers  # noqa: F401  (registers the custom layers with Keras)
-from sagan.model.conditioning import Conditioning, load_conditioning, model_inputs, sweep_codes
+from sagan.model.conditioning import Conditioning, model_inputs, read_conditioning, sweep_codes
 from sagan.sampling.grids import to_uint8
 
-EMA_GENERATOR = "generator_ema.keras"
-GENERATOR = "generator.keras"
-DISCRIMINATOR = "discriminator.keras"
 _FIXED_NOISE_PURPOSE = 2**31 - 1  # a seed stream of its own, apart from the training draws
 _FIXED_ATTRIBUTES_PURPOSE = 2**31 - 2  # and one for the attributes that go with that noise
 _ATTRIBUTES_STREAM = 2
 
 
-def load_model(path: Path) -> keras.Model:
-    """A saved model in safe mode: files that would run arbitrary code on load are refused."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no {path}: run the train stage first")
-    try:
-        return keras.models.load_model(path, safe_mode=True)
-    except ValueError as error:
-        raise ValueError(f"cannot load {path}: {error}") from error
-
-
-def load_generator(models_dir: Path) -> keras.Model:
-    """The EMA generator when training kept one, else the generator."""
-    ema = Path(models_dir) / EMA_GENERATOR
-    return load_model(ema if ema.is_file() else Path(models_dir) / GENERATOR)
-
-
 def generator_conditioning(generator: keras.Model, path: Path) -> Conditioning | None:
     """What a conditional generator is conditioned on (train's ``path``); None if unconditional."""
-    return None if len(generator.inputs) == 1 else load_conditioning(path)
+    return None if len(generator.inputs) == 1 else read_conditioning(path)
 
 
 def fixed_noise(seed: int, latent_dim: int, count: int) -> tf.Tensor:

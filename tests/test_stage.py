@@ -1,0 +1,78 @@
+"""The stage runner: which failures are one line, which exit status, how the run ends."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import pytest
+
+from sagan.stage import Stage
+
+LOGGER = logging.getLogger("stages.test")
+
+
+class Run:
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.sigint = None  # the SIGINT handler while the run finishes
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.status, self.sigint = status, signal.getsignal(signal.SIGINT)
+
+
+class UserError(Exception):
+    pass
+
+
+class LossError(Exception):
+    pass
+
+
+def _stage() -> Stage:
+    return Stage(LOGGER, UserError, run_errors=(LossError,), interrupted="stopped; rerun")
+
+
+def _run(error: BaseException | None, tracked: bool) -> tuple[Stage, Run]:
+    run = Run()
+    with _stage() as stage:
+        if tracked:
+            stage.track(run)
+        if error is not None:
+            raise error
+    return stage, run
+
+
+def test_a_block_that_ends_well_finishes_the_run_and_exits_0() -> None:
+    stage, run = _run(None, tracked=True)
+    assert stage.exit_code == 0 and run.status == "FINISHED"
+
+
+def test_a_user_error_before_the_run_is_one_line_and_leaves_the_run_alone(caplog) -> None:
+    stage, run = _run(UserError("data.path is missing"), tracked=False)
+    assert stage.exit_code == 1 and run.status is None
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "data.path is missing"
+    ]
+    with pytest.raises(LossError):  # a run error before the run is no user error
+        _run(LossError("nan"), tracked=False)
+
+
+def test_after_the_run_is_open_failures_mark_it(caplog) -> None:
+    stage, run = _run(LossError("nan loss"), tracked=True)
+    assert stage.exit_code == 1 and run.status == "FAILED" and "nan loss" in caplog.text
+    run = Run()
+    with pytest.raises(UserError), _stage() as stage:
+        stage.track(run)
+        raise UserError("after the run opened: a traceback")
+    assert run.status == "FAILED"
+
+
+def test_ctrl_c_marks_the_run_killed_and_exits_130(caplog) -> None:
+    handler = signal.getsignal(signal.SIGINT)
+    stage, run = _run(KeyboardInterrupt(), tracked=True)
+    assert stage.exit_code == 130 and run.status == "KILLED" and "stopped; rerun" in caplog.text
+    assert run.sigint is signal.SIG_IGN  # a second Ctrl-C cannot cut finishing short
+    assert signal.getsignal(signal.SIGINT) is handler
+    stage, run = _run(KeyboardInterrupt(), tracked=False)
+    assert stage.exit_code == 130 and run.status is None
