@@ -102,6 +102,7 @@ def test_a_failed_run_keeps_the_previous_output(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
 
 
+@pytest.mark.pipeline
 def test_a_killed_prepare_leaves_no_complete_looking_output(tmp_path: Path) -> None:
     _write_params(tmp_path, image_size=32, num_train=3000, num_test=10, images_per_shard=50)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -114,7 +115,7 @@ def test_a_killed_prepare_leaves_no_complete_looking_output(tmp_path: Path) -> N
     )
     data = tmp_path / "data"
     deadline = time.monotonic() + 60
-    while not list(data.glob(".prepared-tmp-*/*")):  # the first shard is being written
+    while not list(data.glob(".sagan-tmp.prepared.*/*")):  # the first shard is being written
         assert process.poll() is None, "prepare ended before it could be killed"
         assert time.monotonic() < deadline, "prepare wrote no shard within 60 s"
         time.sleep(0.01)

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 import yaml
 from mlflow.tracking import MlflowClient
 
 from sagan.config import load_config
 from sagan.data.prepare import prepare
+
+pytestmark = pytest.mark.pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 24

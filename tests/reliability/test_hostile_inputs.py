@@ -130,8 +130,8 @@ def test_bombs_in_a_folder_zip_are_skipped_with_their_reason(tmp_path):
 
     def run():
         manifest = prepare(config, tmp_path / "out")
-        assert manifest["splits"]["train"]["count"] + manifest["splits"]["test"]["count"] == 6
-        reasons = {entry["file"]: entry["reason"] for entry in manifest["skipped"]}
+        assert manifest.splits["train"].count + manifest.splits["test"].count == 6
+        reasons = {entry.file: entry.reason for entry in manifest.skipped}
         assert reasons["faces/pixels.png"].startswith("DecompressionBombError")
         assert "a zip bomb" in reasons["faces/zeros.png"]
 
@@ -159,10 +159,10 @@ def test_odd_file_names_and_symlinks_in_a_folder(tmp_path):
     config = dataclasses.replace(FOLDER, path=str(source), max_bad_fraction=0.5)
     manifest = prepare(config, out / "prepared")
 
-    assert manifest["splits"]["train"]["count"] + manifest["splits"]["test"]["count"] == 6
-    assert manifest["ignored"]["file name is not valid UTF-8"]["examples"] == ["latin1-\\xe9.png"]
-    assert [entry["file"] for entry in manifest["skipped"]] == ["dangling.png"]
-    assert "FileNotFoundError" in manifest["skipped"][0]["reason"]
+    assert manifest.splits["train"].count + manifest.splits["test"].count == 6
+    assert manifest.ignored["file name is not valid UTF-8"].examples == ("latin1-\\xe9.png",)
+    assert [entry.file for entry in manifest.skipped] == ["dangling.png"]
+    assert "FileNotFoundError" in manifest.skipped[0].reason
     assert {p for p in _files(tmp_path) - before if out not in p.parents} == {out}
 
 
@@ -246,6 +246,7 @@ def test_any_params_text_loads_or_gives_a_config_error(tmp_path_factory, documen
         load_config(path)
 
 
+@pytest.mark.pipeline
 def test_a_bad_param_stops_train_before_anything_is_written(tmp_path):
     import subprocess
     import sys
