@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +19,8 @@ import tensorflow as tf
 import yaml
 from mlflow.tracking import MlflowClient
 
-from sagan.config import load_config
-from sagan.data.prepare import prepare
+from sagan.config import config_from_dict as load_config_from
+from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.pipeline
 
@@ -27,11 +28,27 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = 24
 
 
-def _workspace(root: Path, **model) -> Path:
-    """A working directory with tiny params and prepared data, as `dvc repro` would leave it."""
+@pytest.fixture
+def workspace(prepared_data: Path):
+    """``workspace(root, **model)``: tiny params and prepared data, as `dvc repro` leaves them."""
+
+    def make(root: Path, **model) -> Path:
+        return _workspace(root, prepared_data, **model)
+
+    return make
+
+
+def _workspace(root: Path, prepared: Path, **model) -> Path:
     root.mkdir()
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"].update(num_train=64, num_test=16, image_size=32, images_per_shard=32)
+    data = tiny_config().data  # the params prepared_data was made with
+    params["data"].update(
+        num_train=data.num_train,
+        num_test=data.num_test,
+        image_size=data.image_size,
+        images_per_shard=data.images_per_shard,
+    )
+    assert load_config_from(params).data == data
     params["model"].update(latent_dim=16, g_width=8, d_width=8, **model)
     params["train"].update(
         batch_size=8,
@@ -42,7 +59,7 @@ def _workspace(root: Path, **model) -> Path:
         deterministic=True,
     )
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    prepare(load_config(root / "params.yaml").data, root / "data" / "prepared")
+    shutil.copytree(prepared, root / "data" / "prepared")
     return root
 
 
@@ -70,9 +87,9 @@ def _generator_weights(cwd: Path) -> list[np.ndarray]:
     return [w.numpy() for w in model.weights]
 
 
-def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path):
-    straight = _workspace(tmp_path / "straight")
-    killed = _workspace(tmp_path / "killed")
+def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path, workspace):
+    straight = workspace(tmp_path / "straight")
+    killed = workspace(tmp_path / "killed")
 
     process = _train(killed)
     deadline = time.monotonic() + 300
@@ -103,8 +120,8 @@ def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path):
     assert steps[-1] == STEPS
 
 
-def test_a_conditional_train_stage_checks_the_names_and_saves_its_attributes(tmp_path):
-    unknown = _workspace(tmp_path / "unknown", conditional=True, condition_on=["glasses", "blond"])
+def test_a_conditional_train_stage_checks_the_names_and_saves_its_attributes(tmp_path, workspace):
+    unknown = workspace(tmp_path / "unknown", conditional=True, condition_on=["glasses", "blond"])
     process = _train(unknown)
     log = process.communicate(timeout=300)[0]
     assert process.returncode == 1, log
@@ -112,7 +129,7 @@ def test_a_conditional_train_stage_checks_the_names_and_saves_its_attributes(tmp
     assert "skin_tone, face_shape, hair_colour" in log and "Traceback" not in log
     assert not (unknown / "mlflow.db").exists() and not (unknown / "checkpoints").exists()
 
-    root = _workspace(tmp_path / "conditional", conditional=True, condition_on=["glasses"])
+    root = workspace(tmp_path / "conditional", conditional=True, condition_on=["glasses"])
     (root / "params.yaml").write_text(
         (root / "params.yaml").read_text().replace(f"steps: {STEPS}", "steps: 2")
     )
