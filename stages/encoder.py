@@ -6,7 +6,6 @@ split). A dataset without labels gets no encoder: evaluate then needs another ex
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 
@@ -17,7 +16,7 @@ from sagan.data.pipeline import make_dataset
 from sagan.evaluation.features import EncoderExtractor, build_encoder, train_encoder
 from sagan.evaluation.metrics import attribute_accuracy
 from sagan.evaluation.scoring import manifest_attributes, read_split
-from sagan.files import atomic_directory, atomic_path
+from sagan.files import atomic_directory, write_json
 
 logger = logging.getLogger("stages.encoder")
 
@@ -62,8 +61,7 @@ def main() -> int:
             predicted = EncoderExtractor(encoder).predict_attributes(images)
             scores.update(attribute_accuracy(predicted, labels, tuple(attribute_classes)))
             encoder.save(staging / paths.ENCODER_MODEL.name)
-    with atomic_path(paths.ENCODER_METRICS) as temporary:
-        temporary.write_text(json.dumps(scores, indent=2, sort_keys=True) + "\n")
+    write_json(paths.ENCODER_METRICS, scores)
     logger.info("encoder scores: %s", scores)
     return 0
 

@@ -12,7 +12,6 @@ test images, the true class: the ceiling) and intra-FID over the values of
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from typing import NamedTuple
@@ -39,7 +38,7 @@ from sagan.evaluation.scoring import (
     read_samples,
     read_split,
 )
-from sagan.files import atomic_path
+from sagan.files import write_json
 from sagan.tracking import TrackingError, reopen_run
 
 logger = logging.getLogger("stages.evaluate")
@@ -141,11 +140,7 @@ def main() -> int:
             scores.update(
                 conditional_scores(conditioned, samples, fake, real, test_images, test_labels)
             )
-        with atomic_path(paths.EVAL_METRICS) as temporary:
-            temporary.write_text(
-                json.dumps({**scores, EXTRACTOR: settings.extractor}, indent=2, sort_keys=True)
-                + "\n"
-            )
+        write_json(paths.EVAL_METRICS, {**scores, EXTRACTOR: settings.extractor})
         tracker.log_metrics({f"eval_{key}": value for key, value in scores.items()}, step=0)
         tracker.log_artifact(paths.EVAL_METRICS, "evaluate")
     except BaseException:

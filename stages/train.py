@@ -8,8 +8,6 @@ checkpoints/ across runs so that a killed run resumes where its last checkpoint 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import signal
 import sys
@@ -21,7 +19,7 @@ from sagan import paths
 from sagan.config import Config, ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset, read_labels, read_manifest
-from sagan.files import atomic_path
+from sagan.files import atomic_path, sha256, write_json
 from sagan.model.conditioning import Conditioning, conditioning_from_labels
 from sagan.tracking import (
     MlflowTracker,
@@ -47,7 +45,7 @@ def open_tracking(config: Config, manifest_path: Path) -> MlflowTracker:
             return reopen_run(config, run_file)
         except TrackingError as error:
             logger.warning("cannot reopen the interrupted run (%s); starting a new one", error)
-    return start_run(config, run_tags(_sha256(manifest_path)), run_file=run_file)
+    return start_run(config, run_tags(sha256(manifest_path)), run_file=run_file)
 
 
 def load_conditioning(config: Config, manifest: dict) -> Conditioning | None:
@@ -71,8 +69,7 @@ def save_outputs(trainer: GANTrainer, metrics: dict[str, float]) -> None:
             model.save(temporary)
     if trainer.conditioning is not None:
         trainer.conditioning.save(paths.CONDITIONING_FILE)
-    with atomic_path(paths.TRAIN_METRICS) as temporary:
-        temporary.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_json(paths.TRAIN_METRICS, metrics)
 
 
 def main() -> int:
@@ -131,12 +128,6 @@ def main() -> int:
         raise
     tracker.finish()
     return 0
-
-
-def _sha256(path: Path) -> str:
-    # Not sagan.data.shards.sha256: that module is prepare's, and importing it would make
-    # every change to the shard writer invalidate trained models (dvc.yaml deps).
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import collections
 import contextlib
 import dataclasses
 import itertools
-import json
 import logging
 import multiprocessing
 import os
@@ -29,7 +28,7 @@ from sagan.config import DataConfig
 from sagan.data.errors import DataError
 from sagan.data.listing import Listing, Loaded
 from sagan.data.sources import list_source
-from sagan.files import atomic_directory
+from sagan.files import atomic_directory, write_json
 from sagan.paths import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
@@ -69,8 +68,7 @@ def prepare(config: DataConfig, out_dir: Path) -> dict[str, Any]:
             if not shards[split]:
                 raise DataError(f"no {split} images left to write from data.path {config.path}")
         manifest = _manifest(config, listing, shards, skips.skipped)
-        text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-        (staging / MANIFEST_NAME).write_text(text, encoding="utf-8")
+        write_json(staging / MANIFEST_NAME, manifest)
     _log_summary(manifest, out_dir)
     return manifest
 
