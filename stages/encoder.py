@@ -16,13 +16,14 @@ from sagan.data.pipeline import make_dataset
 from sagan.evaluation.features import EncoderExtractor, build_encoder, train_encoder
 from sagan.evaluation.metrics import attribute_accuracy
 from sagan.evaluation.scoring import manifest_attributes, read_split
-from sagan.files import atomic_directory, write_json
+from sagan.files import atomic_directory, sweep_temporaries, write_json
 
 logger = logging.getLogger("stages.encoder")
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sweep_temporaries(paths.ENCODER_METRICS.parent)  # what a killed run left
     try:
         config = load_config()
         _, attribute_classes = manifest_attributes(paths.PREPARED_DIR)

@@ -38,7 +38,7 @@ from sagan.evaluation.scoring import (
     read_samples,
     read_split,
 )
-from sagan.files import write_json
+from sagan.files import sweep_temporaries, write_json
 from sagan.tracking import TrackingError, reopen_run
 
 logger = logging.getLogger("stages.evaluate")
@@ -99,6 +99,7 @@ def conditional_scores(
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sweep_temporaries(paths.EVAL_METRICS.parent)  # what a killed run left
     try:
         config = load_config()
         settings = config.evaluate

@@ -14,12 +14,14 @@ from sagan.config import ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.evaluation.features import InceptionUnavailableError
 from sagan.evaluation.scoring import extractor_for, read_split, save_reference
+from sagan.files import sweep_temporaries
 
 logger = logging.getLogger("stages.reference")
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sweep_temporaries(paths.REFERENCE_DIR)  # what a killed run left
     try:
         config = load_config()
         settings = config.evaluate

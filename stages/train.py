@@ -19,7 +19,7 @@ from sagan import paths
 from sagan.config import Config, ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset, read_labels, read_manifest
-from sagan.files import atomic_path, sha256, write_json
+from sagan.files import atomic_path, sha256, sweep_temporaries, write_json
 from sagan.model.conditioning import Conditioning, conditioning_from_labels
 from sagan.tracking import (
     MlflowTracker,
@@ -74,6 +74,15 @@ def save_outputs(trainer: GANTrainer, metrics: dict[str, float]) -> None:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Before anything is written, so a killed run's temporaries are never published (metrics/
+    # is shared, but DVC runs one stage at a time in a workspace).
+    for folder in (
+        paths.CHECKPOINTS_DIR,
+        paths.TRAIN_PLOTS_DIR,
+        paths.MODELS_DIR,
+        paths.TRAIN_METRICS.parent,
+    ):
+        sweep_temporaries(folder)
     try:
         config = load_config()
         manifest = read_manifest(paths.PREPARED_DIR)
