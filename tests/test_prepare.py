@@ -21,6 +21,7 @@ from sagan.data import prepare as prepare_module
 from sagan.data.errors import DataError
 from sagan.data.prepare import prepare
 from sagan.data.synthetic import ATTRIBUTE_CLASSES, ATTRIBUTE_NAMES, render_face
+from sagan.files import TEMPORARY_PREFIX
 from sagan.paths import MANIFEST_NAME
 from stages.prepare import main
 
@@ -113,7 +114,7 @@ def test_a_killed_prepare_leaves_no_complete_looking_output(tmp_path: Path) -> N
     )
     data = tmp_path / "data"
     deadline = time.monotonic() + 60
-    while not list(data.glob(".prepared-tmp-*/*")):  # the first shard is being written
+    while not list(data.glob(f"{TEMPORARY_PREFIX}prepared.*/*")):  # a shard is being written
         assert process.poll() is None, "prepare ended before it could be killed"
         assert time.monotonic() < deadline, "prepare wrote no shard within 60 s"
         time.sleep(0.01)

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from sagan.data.shards import sha256
+from sagan.files import TEMPORARY_PREFIX, sha256
 from tests.reliability.conftest import REPO, edit_params, run, start
 
 STAGES = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
@@ -30,10 +30,10 @@ STAGES = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 # KILL_WINDOW seconds. Stages without a marker write in a blink at their very end; they are
 # killed within STARTUP_WINDOW seconds of starting, while they load TensorFlow and compute.
 WRITING = {
-    "prepare": "data/.prepared-tmp-*/*",
+    "prepare": f"data/{TEMPORARY_PREFIX}prepared.*/*",
     "train": "checkpoints/*/ckpt-*.index",
-    "generate": ".samples-tmp-*/images/*.png",
-    "encoder": ".encoder-tmp-*",
+    "generate": f"{TEMPORARY_PREFIX}samples.*/images/*.png",
+    "encoder": f"{TEMPORARY_PREFIX}encoder.*",
 }
 KILL_WINDOW = 0.5
 STARTUP_WINDOW = (0.5, 4.0)
@@ -130,7 +130,7 @@ def _newest_checkpoint(repo: Path) -> str | None:
 
 def _leftovers(repo: Path) -> list[Path]:
     """Hidden temporaries of atomic writes, in or beside any output."""
-    found = list(repo.glob(".*-tmp-*")) + list(repo.glob(".*-old-*"))
+    found = list(repo.glob(f"{TEMPORARY_PREFIX}*"))
     for output in OUTPUT_ROOTS:
         found += [p for p in (repo / output).rglob(".*") if p.name != ".gitignore"]
     return found
