@@ -1,29 +1,36 @@
-"""What every DVC stage does around its work: logging, one-line user errors, the run's end state.
+"""What every DVC stage does around its work: logging, a clean slate, one-line user errors, the
+run's end state.
 
     def main() -> int:
-        with Stage(logger, ConfigError, DataError) as stage:
+        with Stage(logger, ConfigError, DataError, owns=[paths.SAMPLES_DIR]) as stage:
             config = load_config()
             ...
             tracker = stage.track(reopen_run(config, paths.RUN_FILE))
             ...  # from here on a failure marks the MLflow run
         return stage.exit_code
 
-Before :meth:`Stage.track`, a user error (one of the types given) is one log line and exit
-status 1, and Ctrl-C exit status 130: no run is touched. After it, the run ends FINISHED when
-the block does; a ``run_errors`` one marks it FAILED, one log line, exit 1; Ctrl-C marks it
-KILLED (a second Ctrl-C cannot cut that short), exit 130; anything else marks it FAILED and
-propagates with its traceback.
+Entering sweeps our temporaries (:func:`sagan.files.sweep_temporaries`) from the folders the
+stage ``owns``: a run killed inside an atomic write leaves one behind, and DVC would publish
+it with the stage's outputs. Before :meth:`Stage.track`, a user error (one of the types
+given) is one log line and exit status 1, and Ctrl-C exit status 130: no run is touched.
+After it, the run ends FINISHED when the block does; a ``run_errors`` one marks it FAILED,
+one log line, exit 1; Ctrl-C marks it KILLED (a second Ctrl-C cannot cut that short), exit
+130; anything else marks it FAILED and propagates with its traceback.
 
-A leaf module: it imports nothing of ours, so every stage can use it without a dvc.yaml dep
-on code it does not run.
+It imports only :mod:`sagan.files`, which every stage writes through anyway, so it adds no
+dvc.yaml dep on code a stage does not run.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol, TypeVar
+
+from sagan.files import sweep_temporaries
 
 INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT
 
@@ -44,16 +51,20 @@ class Stage:
         *user_errors: type[Exception],
         run_errors: tuple[type[Exception], ...] = (),
         interrupted: str = "interrupted",
+        owns: Iterable[Path] = (),
     ) -> None:
         self.logger = logger
         self.user_errors = user_errors
         self.run_errors = run_errors
         self.interrupted = interrupted  # the line logged on Ctrl-C
+        self.owns = tuple(owns)  # folders (or the parents of files) that only this stage writes
         self.run: Run | None = None
         self.exit_code = 0
 
     def __enter__(self) -> Stage:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        for folder in self.owns:
+            sweep_temporaries(folder)
         return self
 
     def track(self, run: R) -> R:

@@ -9,7 +9,6 @@ the same run with :func:`reopen_run`.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import subprocess
@@ -22,6 +21,7 @@ import numpy as np
 from filelock import FileLock
 
 from sagan.config import Config, flatten
+from sagan.files import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -218,15 +218,12 @@ def run_tags(manifest_sha256: str | None) -> dict[str, str]:
 
 
 def write_run_file(path: Path, tracker: MlflowTracker) -> None:
-    """Record the run id for the later stages (atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"run_id": tracker.run_id}, indent=2) + "\n")
-    temporary.replace(path)
+    """Record the run id for the later stages."""
+    write_json(path, {"run_id": tracker.run_id})
 
 
 def reopen_run(config: Config, run_file: Path) -> MlflowTracker:
     """The run that train opened, for generate and evaluate to log into."""
     if not run_file.is_file():
         raise TrackingError(f"{run_file} is missing: run the train stage first")
-    return start_run(config, tags={}, run_id=json.loads(run_file.read_text())["run_id"])
+    return start_run(config, tags={}, run_id=read_json(run_file)["run_id"])

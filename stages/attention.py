@@ -25,7 +25,14 @@ logger = logging.getLogger("stages.attention")
 
 
 def main() -> int:
-    with Stage(logger, ConfigError, TrackingError, FileNotFoundError, ValueError) as stage:
+    with Stage(
+        logger,
+        ConfigError,
+        TrackingError,
+        FileNotFoundError,
+        ValueError,
+        owns=[paths.ATTENTION_PLOTS_DIR],
+    ) as stage:
         config = load_config()
         # Before the run is reopened, as in generate: a missing or refused model is one
         # line and exit 1, and leaves the run as train left it.

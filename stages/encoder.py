@@ -21,7 +21,8 @@ logger = logging.getLogger("stages.encoder")
 
 
 def main() -> int:
-    with Stage(logger, ConfigError, DataError) as stage:
+    owns = [paths.ENCODER_DIR, paths.ENCODER_METRICS.parent]
+    with Stage(logger, ConfigError, DataError, owns=owns) as stage:
         config = load_config()
         manifest = Manifest.read(paths.PREPARED_DIR)
         with atomic_directory(paths.ENCODER_DIR) as staging:

@@ -45,7 +45,7 @@ USER_ERRORS = (
 
 
 def main() -> int:
-    with Stage(logger, *USER_ERRORS) as stage:
+    with Stage(logger, *USER_ERRORS, owns=[paths.EVAL_METRICS.parent]) as stage:
         config = load_config()
         settings = config.evaluate
         manifest = Manifest.read(paths.PREPARED_DIR)

@@ -21,7 +21,14 @@ logger = logging.getLogger("stages.generate")
 
 
 def main() -> int:
-    with Stage(logger, ConfigError, TrackingError, FileNotFoundError, ValueError) as stage:
+    with Stage(
+        logger,
+        ConfigError,
+        TrackingError,
+        FileNotFoundError,
+        ValueError,
+        owns=[paths.SAMPLES_DIR],
+    ) as stage:
         config = load_config()
         # Before the run is reopened: a missing model, or one refused in safe mode (it would
         # run code on load), or attributes it cannot honour, is one line and exit 1, and

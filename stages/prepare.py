@@ -21,7 +21,7 @@ log = logging.getLogger("prepare")
 
 def main() -> int:
     """Run the stage; a user error is one log line and exit status 1, not a traceback."""
-    with Stage(log, ConfigError, DataError) as stage:
+    with Stage(log, ConfigError, DataError, owns=[PREPARED_DIR]) as stage:
         prepare(load_config().data, PREPARED_DIR)
     return stage.exit_code
 

@@ -21,7 +21,13 @@ logger = logging.getLogger("stages.reference")
 
 def main() -> int:
     with Stage(
-        logger, ConfigError, DataError, FileNotFoundError, ValueError, InceptionUnavailableError
+        logger,
+        ConfigError,
+        DataError,
+        FileNotFoundError,
+        ValueError,
+        InceptionUnavailableError,
+        owns=[paths.REFERENCE_DIR],
     ) as stage:
         config = load_config()
         settings = config.evaluate

@@ -40,6 +40,13 @@ def main() -> int:
         TrackingError,
         run_errors=(NonFiniteLossError, CheckpointError),
         interrupted="interrupted; rerun the stage to resume from the last checkpoint",
+        # checkpoints/ too: a temporary there would be published into plots/train on resume.
+        owns=[
+            paths.CHECKPOINTS_DIR,
+            paths.TRAIN_PLOTS_DIR,
+            paths.MODELS_DIR,
+            paths.TRAIN_METRICS.parent,
+        ],
     ) as stage:
         config = load_config()
         manifest = prepared_manifest(config, paths.PREPARED_DIR)

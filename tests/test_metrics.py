@@ -23,10 +23,8 @@ from sagan.evaluation.metrics import (
     frechet_distance,
     gaussian_statistics,
     kernel_inception_distance,
-    load_statistics,
     mmd2_unbiased,
     precision_recall,
-    save_statistics,
 )
 
 
@@ -110,23 +108,6 @@ def test_fid_is_finite_for_ill_conditioned_covariances():
     other = GaussianStatistics(np.ones(32), np.eye(32), 100)
     assert np.isfinite(frechet_distance(stats, other))
     assert frechet_distance(stats, stats) == pytest.approx(0.0, abs=1e-6 * np.trace(sigma))
-
-
-def test_statistics_round_trip_through_npz(tmp_path):
-    stats = gaussian_statistics(np.random.default_rng(5).standard_normal((20, 3)))
-    path = tmp_path / "cache" / "real_stats.npz"
-    save_statistics(path, stats)
-    loaded = load_statistics(path)
-    np.testing.assert_array_equal(loaded.mu, stats.mu)
-    np.testing.assert_array_equal(loaded.sigma, stats.sigma)
-    assert loaded.count == 20 and list(tmp_path.joinpath("cache").iterdir()) == [path]
-
-
-def test_loading_a_foreign_npz_names_the_file(tmp_path):
-    path = tmp_path / "other.npz"
-    np.savez(path, m=np.zeros(3))
-    with pytest.raises(ValueError, match="other.npz"):
-        load_statistics(path)
 
 
 # ---------------------------------------------------------------------------------- KID

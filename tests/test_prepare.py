@@ -21,6 +21,7 @@ from sagan.data.errors import DataError
 from sagan.data.manifest import Manifest
 from sagan.data.prepare import prepare
 from sagan.data.synthetic import ATTRIBUTE_CLASSES, ATTRIBUTE_NAMES, COHERENCE_PAIRS, render_face
+from sagan.files import TEMPORARY_PREFIX
 from sagan.paths import MANIFEST_NAME
 from stages.prepare import main
 
@@ -115,7 +116,7 @@ def test_a_killed_prepare_leaves_no_complete_looking_output(tmp_path: Path) -> N
     )
     data = tmp_path / "data"
     deadline = time.monotonic() + 60
-    while not list(data.glob(".sagan-tmp.prepared.*/*")):  # the first shard is being written
+    while not list(data.glob(f"{TEMPORARY_PREFIX}prepared.*/*")):  # a shard is being written
         assert process.poll() is None, "prepare ended before it could be killed"
         assert time.monotonic() < deadline, "prepare wrote no shard within 60 s"
         time.sleep(0.01)

@@ -76,3 +76,15 @@ def test_ctrl_c_marks_the_run_killed_and_exits_130(caplog) -> None:
     assert signal.getsignal(signal.SIGINT) is handler
     stage, run = _run(KeyboardInterrupt(), tracked=False)
     assert stage.exit_code == 130 and run.status is None
+
+
+def test_entering_sweeps_the_temporaries_of_the_folders_the_stage_owns(tmp_path) -> None:
+    owned, other = tmp_path / "samples", tmp_path / "elsewhere"
+    for folder in (owned / "images", other):
+        folder.mkdir(parents=True)
+        (folder / ".sagan-tmp.000001.abc123.png").write_bytes(b"half a png")
+        (folder / "000000.png").write_bytes(b"a png")
+    with Stage(LOGGER, UserError, owns=[owned]):
+        pass
+    assert sorted(p.name for p in owned.rglob("*")) == ["000000.png", "images"]
+    assert len(list(other.iterdir())) == 2  # not this stage's: left alone

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import tensorflow as tf
 from sagan.data.errors import DataError
 from sagan.data.manifest import Shard
 from sagan.data.records import shard_name
+from sagan.files import sha256
 
 
 def write_shards(
@@ -42,8 +42,3 @@ def write_shards(
         final = path.rename(directory / shard_name(split, index, len(partials)))
         shards.append(Shard(final.name, count, sha256(final)))
     return shards
-
-
-def sha256(path: Path) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()

@@ -7,9 +7,6 @@ distance, and :func:`compute_metrics` returns a dict keyed by the constants belo
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -124,33 +121,6 @@ def intra_fid(
                 gaussian_statistics(real_group), gaussian_statistics(fake_group)
             )
     return scores
-
-
-def save_statistics(path: str | Path, stats: GaussianStatistics) -> None:
-    """Write ``mu``, ``sigma`` and ``count`` to an ``.npz`` file atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, mu=stats.mu, sigma=stats.sigma, count=stats.count)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def load_statistics(path: str | Path) -> GaussianStatistics:
-    """Read statistics written by :func:`save_statistics`, checking their shapes."""
-    with np.load(path) as data:
-        missing = {"mu", "sigma", "count"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path}: not a statistics file, missing {sorted(missing)}")
-        mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
-        count = int(data["count"])
-    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
-        raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not match")
-    return GaussianStatistics(mu, sigma, count)
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ samples) attribute combinations at their real frequencies. This travels with the
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from sagan.config import ConfigError
-from sagan.files import atomic_path
+from sagan.files import read_json, write_json
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: numpy fields have no truth value to compare
@@ -91,15 +90,14 @@ class Conditioning:
     def save(self, path: Path) -> None:
         record = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         record = {name: np.asarray(value).tolist() for name, value in record.items()}
-        with atomic_path(path) as temporary:
-            temporary.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        write_json(path, record)
 
 
 def read_conditioning(path: Path) -> Conditioning:
     """The conditioning that train saved beside a conditional model."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no {path} beside a conditional generator: rerun train")
-    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    record = read_json(path)
     return Conditioning(
         names=tuple(record["names"]),
         classes=tuple(record["classes"]),

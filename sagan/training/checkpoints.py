@@ -19,6 +19,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from sagan.config import Config
+from sagan.files import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +115,7 @@ class Checkpoints:
             self.directory.mkdir(parents=True, exist_ok=True)
             identity_path = self.directory / IDENTITY_FILE
             if not identity_path.exists():
-                temporary = identity_path.with_suffix(".tmp")
-                temporary.write_text(json.dumps(self.identity, indent=2, sort_keys=True))
-                temporary.replace(identity_path)
+                write_json(identity_path, self.identity)
             return self.manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as error:
             raise CheckpointError(
@@ -128,7 +127,7 @@ class Checkpoints:
         identity_path = self.directory / IDENTITY_FILE
         if not identity_path.exists():
             return
-        saved = json.loads(identity_path.read_text())
+        saved = read_json(identity_path)
         if saved != json.loads(json.dumps(self.identity)):
             raise CheckpointError(
                 f"{self.directory} holds a run with other params than the current ones "

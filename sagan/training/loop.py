@@ -26,7 +26,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from sagan.config import Config
-from sagan.files import atomic_directory, atomic_path
+from sagan.files import TEMPORARY_PREFIX, atomic_directory, atomic_path
 from sagan.model.conditioning import model_inputs
 from sagan.sampling.attention_maps import save_snapshot
 from sagan.sampling.faces import fixed_attributes, fixed_noise
@@ -180,9 +180,17 @@ class _StopAtStepEnd:
 
 
 def _publish(source: Path, target: Path) -> None:
-    """Copy the live plots to the stage's output folder, replacing it whole."""
+    """Copy the live plots to the stage's output folder, replacing it whole.
+
+    Our temporaries are left out: one that a killed run left in ``source`` is no plot.
+    """
     with atomic_directory(target) as staging:
-        shutil.copytree(source, staging, dirs_exist_ok=True)
+        shutil.copytree(
+            source,
+            staging,
+            ignore=shutil.ignore_patterns(f"{TEMPORARY_PREFIX}*"),
+            dirs_exist_ok=True,
+        )
 
 
 def _check_finite(losses: dict[str, float], step: int) -> None:

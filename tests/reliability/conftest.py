@@ -33,17 +33,33 @@ TINY = {
 }
 
 
-def environment() -> dict[str, str]:
-    """The test's environment minus MLFLOW_TRACKING_URI, with the venv's tools on PATH."""
+def environment(first_on_path: Path | None = None) -> dict[str, str]:
+    """The test's environment minus MLFLOW_TRACKING_URI, with the venv's tools on PATH.
+
+    ``first_on_path`` goes before the repository on PYTHONPATH: a ``sitecustomize.py`` there
+    runs at the start of every Python process, the stages that DVC runs included.
+    """
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(REPO)
+    python_path = [REPO] if first_on_path is None else [first_on_path, REPO]
+    env["PYTHONPATH"] = os.pathsep.join(map(str, python_path))
     return env
 
 
-def run(*command: str, cwd: Path, check: bool = True, timeout: float = 600):
+def run(
+    *command: str,
+    cwd: Path,
+    check: bool = True,
+    timeout: float = 600,
+    first_on_path: Path | None = None,
+):
     result = subprocess.run(
-        command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout
+        command,
+        cwd=cwd,
+        env=environment(first_on_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check:
         assert result.returncode == 0, (

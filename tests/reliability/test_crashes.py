@@ -1,8 +1,10 @@
-"""Crashes and interruptions: SIGKILL in every stage of a real `dvc repro`, and Ctrl-C in train.
+"""Crashes and interruptions: SIGKILL in every stage of a real `dvc repro`, SIGKILL inside an
+atomic write, and Ctrl-C in train.
 
-After each kill the outputs on disk are whole or absent; the next `dvc repro` completes,
-train resumes from its newest checkpoint, and the MLflow store ends with the one pipeline
-run, FINISHED: a killed run is reopened and resumed, never left RUNNING beside a new one.
+After each kill the outputs on disk are whole or absent and no temporary is published; the
+next `dvc repro` completes, train resumes from its newest checkpoint, and the MLflow store
+ends with the one pipeline run, FINISHED: a killed run is reopened and resumed, never left
+RUNNING beside a new one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from sagan.data.shards import sha256
+from sagan.files import TEMPORARY_PREFIX, sha256
 from tests.reliability.conftest import REPO, edit_params, run, start
 
 STAGES = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
@@ -30,10 +32,10 @@ STAGES = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 # KILL_WINDOW seconds. Stages without a marker write in a blink at their very end; they are
 # killed within STARTUP_WINDOW seconds of starting, while they load TensorFlow and compute.
 WRITING = {
-    "prepare": "data/.prepared-tmp-*/*",
+    "prepare": f"data/{TEMPORARY_PREFIX}prepared.*/*",
     "train": "checkpoints/*/ckpt-*.index",
-    "generate": ".samples-tmp-*/images/*.png",
-    "encoder": ".encoder-tmp-*",
+    "generate": f"{TEMPORARY_PREFIX}samples.*/images/*.png",
+    "encoder": f"{TEMPORARY_PREFIX}encoder.*",
 }
 KILL_WINDOW = 0.5
 STARTUP_WINDOW = (0.5, 4.0)
@@ -128,12 +130,15 @@ def _newest_checkpoint(repo: Path) -> str | None:
     return re.search(r'^model_checkpoint_path: "(.+)"', states[0].read_text(), re.M).group(1)
 
 
+def _hidden(repo: Path) -> list[Path]:
+    """Files and folders under the outputs whose names start with "." (.gitignore aside)."""
+    found = [path for root in OUTPUT_ROOTS for path in (repo / root).rglob(".*")]
+    return [path for path in found if path.name != ".gitignore"]
+
+
 def _leftovers(repo: Path) -> list[Path]:
     """Hidden temporaries of atomic writes, in or beside any output."""
-    found = list(repo.glob(".*-tmp-*")) + list(repo.glob(".*-old-*"))
-    for output in OUTPUT_ROOTS:
-        found += [p for p in (repo / output).rglob(".*") if p.name != ".gitignore"]
-    return found
+    return list(repo.glob(f"{TEMPORARY_PREFIX}*")) + _hidden(repo)
 
 
 @pytest.mark.parametrize(
@@ -171,6 +176,50 @@ def test_sigkill_in_every_stage_then_repro_completes(tiny_repo, seed):
     steps = [m.step for m in client.get_metric_history(record.info.run_id, "d_loss")]
     assert sorted(set(steps)) == [2, 4, 6, 8, 10, 12]
     assert "eval_fid" in record.data.metrics
+
+
+# A sitecustomize.py, which every Python process of the run imports first: a process dies
+# when it renames an attention snapshot's temporary, i.e. once that file is written in full
+# and before it takes its name. Unswept, the resumed run published it into plots/train.
+KILL_BEFORE_SNAPSHOT_RENAME = """
+import os
+import signal
+
+_replace = os.replace
+
+
+def _replace_or_die(source, destination, *args, **kwargs):
+    name = os.path.basename(os.fspath(source))
+    if name.endswith(".npz") and "step_" in name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _replace(source, destination, *args, **kwargs)
+
+
+os.replace = _replace_or_die
+"""
+
+
+@pytest.mark.pipeline
+def test_sigkill_inside_a_snapshot_write_publishes_no_temporary(tiny_repo, tmp_path):
+    repo = tiny_repo()
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_BEFORE_SNAPSHOT_RENAME)
+    killed = run("dvc", "repro", "train", cwd=repo, check=False, first_on_path=hook)
+    assert killed.returncode != 0, killed.stdout + killed.stderr
+    # The kill landed in the window: the first snapshot (step 6) is whole, under its temporary name.
+    (temporary,) = repo.glob("checkpoints/*/plots/attention/*")
+    assert temporary.name.startswith(".") and "step_000006" in temporary.name, temporary
+    with np.load(temporary) as arrays:
+        assert arrays.files
+
+    # Up to attention, the reader of the snapshots: the later stages have no part in this.
+    run("dvc", "repro", "attention", cwd=repo)
+    assert not _hidden(repo), _hidden(repo)
+    status = run("dvc", "status", "--with-deps", "--json", "attention", cwd=repo)
+    assert status.stdout.strip() == "{}", status.stdout
+    snapshots = sorted(path.name for path in (repo / "plots" / "train" / "attention").iterdir())
+    assert snapshots == ["step_000006.npz", "step_000012.npz"]
 
 
 def test_ctrl_c_during_training_saves_a_checkpoint_and_marks_the_run(tiny_repo):

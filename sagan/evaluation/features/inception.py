@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import tarfile
 import tempfile
@@ -38,6 +37,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from sagan.evaluation.features.base import check_images, run_batched
+from sagan.files import atomic_path
 
 INCEPTION_URL = "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
 GRAPH_FILE = "classify_image_graph_def.pb"  # the frozen GraphDef inside the archive
@@ -97,17 +97,17 @@ def download_inception_graph(destination: Path, url: str = INCEPTION_URL) -> Non
 
 def _extract_graph(archive: BinaryIO, destination: Path) -> None:
     """Copy the archive's graph member to ``destination`` atomically (never a half file)."""
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, suffix=".pb.tmp")
     try:
-        with tarfile.open(fileobj=archive, mode="r:gz") as tar, os.fdopen(handle, "wb") as out:
+        with (
+            tarfile.open(fileobj=archive, mode="r:gz") as tar,
+            atomic_path(destination) as temporary,
+            temporary.open("wb") as out,
+        ):
             shutil.copyfileobj(tar.extractfile(GRAPH_FILE), out)
-        os.replace(temporary, destination)
     except (KeyError, tarfile.TarError, EOFError) as error:
         raise InceptionUnavailableError(
             f"the downloaded archive is damaged or has no {GRAPH_FILE} ({error!r})"
         ) from error
-    finally:
-        Path(temporary).unlink(missing_ok=True)
 
 
 class FrozenGraph:
