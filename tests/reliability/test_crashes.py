@@ -27,6 +27,8 @@ from mlflow.tracking import MlflowClient
 from sagan.files import TEMPORARY_PREFIX, sha256
 from tests.reliability.conftest import REPO, edit_params, run, start
 
+pytestmark = pytest.mark.pipeline  # every test here runs dvc
+
 STAGES = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 # Once this appears, the stage is writing its output: the kill lands within the next
 # KILL_WINDOW seconds. Stages without a marker write in a blink at their very end; they are
@@ -199,7 +201,6 @@ os.replace = _replace_or_die
 """
 
 
-@pytest.mark.pipeline
 def test_sigkill_inside_a_snapshot_write_publishes_no_temporary(tiny_repo, tmp_path):
     repo = tiny_repo()
     hook = tmp_path / "hook"
