@@ -1,5 +1,4 @@
-"""What every DVC stage does around its work: logging, a clean slate, one-line user errors, the
-run's end state.
+"""Every DVC stage's frame: logging, a clean slate, one-line user errors, the run's end state.
 
     def main() -> int:
         with Stage(logger, ConfigError, DataError, owns=[paths.SAMPLES_DIR]) as stage:

@@ -1,5 +1,8 @@
-"""The two layers that make SAGAN, spectral normalization and self-attention, and the two
-that make it conditional: conditional batch normalization and the projection term."""
+"""SAGAN's layers: spectral normalization, self-attention, conditional BN and the projection.
+
+Spectral normalization and self-attention make SAGAN; conditional batch normalization (in G)
+and the projection term (in D) make it conditional.
+"""
 
 from __future__ import annotations
 

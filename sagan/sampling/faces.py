@@ -1,4 +1,4 @@
-"""Drawing faces from a trained generator: batches, grids, latent walks, attribute sweeps.
+"""Drawing faces from a trained generator: noise, batches, latent walks, attribute sweeps.
 
 Generate's random streams of a seed: ``(seed, 0)`` the samples' noise, ``(seed, 1)`` the
 interpolation's ends, ``(seed, 2)`` the samples' attributes (conditional models).

@@ -1,5 +1,8 @@
-"""What the train stage does around the loop: the data it checks, the attributes it conditions
-on, the MLflow run it reports into, and the files it leaves for the later stages."""
+"""The train stage around the loop: checked data, conditioning, the MLflow run, saved models.
+
+What the stage checks in the prepared data, the attributes it conditions on, the MLflow run
+it reports into, and the files it leaves for the later stages.
+"""
 
 from __future__ import annotations
 
