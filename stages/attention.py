@@ -25,14 +25,8 @@ logger = logging.getLogger("stages.attention")
 
 
 def main() -> int:
-    with Stage(
-        logger,
-        ConfigError,
-        TrackingError,
-        FileNotFoundError,
-        ValueError,
-        owns=[paths.ATTENTION_PLOTS_DIR],
-    ) as stage:
+    user_errors = (ConfigError, TrackingError, FileNotFoundError, ValueError)
+    with Stage(logger, *user_errors, owns=[paths.ATTENTION_PLOTS_DIR]) as stage:
         config = load_config()
         # Before the run is reopened, as in generate: a missing or refused model is one
         # line and exit 1, and leaves the run as train left it.

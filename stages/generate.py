@@ -21,14 +21,8 @@ logger = logging.getLogger("stages.generate")
 
 
 def main() -> int:
-    with Stage(
-        logger,
-        ConfigError,
-        TrackingError,
-        FileNotFoundError,
-        ValueError,
-        owns=[paths.SAMPLES_DIR],
-    ) as stage:
+    user_errors = (ConfigError, TrackingError, FileNotFoundError, ValueError)
+    with Stage(logger, *user_errors, owns=[paths.SAMPLES_DIR]) as stage:
         config = load_config()
         # Before the run is reopened: a missing model, or one refused in safe mode (it would
         # run code on load), or attributes it cannot honour, is one line and exit 1, and
