@@ -23,6 +23,7 @@ from sagan.data.manifest import Manifest
 from sagan.evaluation.features import InceptionUnavailableError
 from sagan.evaluation.scoring import (
     EXTRACTOR,
+    attribute_reader,
     extractor_for,
     load_reference,
     read_conditioned,
@@ -52,12 +53,18 @@ def main() -> int:
         reference = load_reference(paths.REFERENCE_DIR / f"{settings.extractor}.npz")
         samples = read_samples(paths.SAMPLE_IMAGES, settings.num_samples, config.data.image_size)
         extractor = extractor_for(settings.extractor, paths.ENCODER_MODEL, settings.inception_graph)
-        conditioned = read_conditioned(
-            paths.SAMPLE_ATTRIBUTES, settings, manifest, extractor, paths.ENCODER_MODEL
-        )
+        reader = attribute_reader(extractor, manifest, paths.ENCODER_MODEL)
+        conditioned = read_conditioned(paths.SAMPLE_ATTRIBUTES, settings, manifest, reader)
         tracker = stage.track(reopen_run(config, paths.RUN_FILE))
         scores = score_samples(
-            settings, extractor, samples, reference, manifest, paths.PREPARED_DIR, conditioned
+            settings,
+            extractor,
+            samples,
+            reference,
+            manifest,
+            paths.PREPARED_DIR,
+            reader,
+            conditioned,
         )
         write_json(paths.EVAL_METRICS, {**scores, EXTRACTOR: settings.extractor})
         tracker.log_metrics({f"eval_{key}": value for key, value in scores.items()}, step=0)

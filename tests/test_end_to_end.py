@@ -22,6 +22,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from sagan.data import synthetic
+
 pytestmark = pytest.mark.pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,8 +96,21 @@ def test_every_declared_output_exists(repo):
 
 def test_metrics_are_finite_numbers(repo):
     evaluation = json.loads((repo / "metrics" / "eval.json").read_text())
-    for key in ("fid", "kid", "kid_std", "precision", "recall", "coherence"):
+    for key in (
+        "fid",
+        "kid",
+        "kid_std",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "coherence",
+        "attribute_tv",
+        "attribute_tv_max",
+        "attribute_tv_glasses",
+    ):
         assert isinstance(evaluation[key], float) and math.isfinite(evaluation[key]), key
+    assert 0 <= evaluation["dropped_classes"] <= sum(synthetic.ATTRIBUTE_CLASSES.values())
     assert evaluation["num_samples"] == 40 and evaluation["extractor"] == "encoder"
     training = json.loads((repo / "metrics" / "train.json").read_text())
     assert training["steps"] == 4

@@ -10,6 +10,8 @@ import scipy.linalg
 
 from sagan.evaluation import metrics
 from sagan.evaluation.metrics import (
+    COVERAGE,
+    DENSITY,
     FID,
     KID,
     KID_STD,
@@ -271,15 +273,31 @@ def test_compute_metrics_returns_every_key_and_uses_cached_statistics():
     real, fake = rng.standard_normal((40, 5)), rng.standard_normal((30, 5)) + 0.2
     kwargs = dict(kid_subset_size=20, kid_subsets=4, pr_k=3, seed=0)
     result = compute_metrics(real, fake, **kwargs)
-    assert set(result) == {FID, KID, KID_STD, PRECISION, RECALL, NUM_SAMPLES}
+    assert set(result) == {FID, KID, KID_STD, PRECISION, RECALL, DENSITY, COVERAGE, NUM_SAMPLES}
     assert result[NUM_SAMPLES] == 30
     other = GaussianStatistics(np.zeros(5), np.eye(5), 1000)
     cached = compute_metrics(real, fake, real_statistics=other, **kwargs)
     expected = frechet_distance(other, gaussian_statistics(fake))
     assert cached[FID] == pytest.approx(expected)
-    assert all(cached[key] == result[key] for key in (KID, PRECISION, RECALL))
+    assert all(cached[key] == result[key] for key in (KID, PRECISION, RECALL, DENSITY, COVERAGE))
+    assert (result[DENSITY], result[COVERAGE]) == metrics.density_coverage(real, fake, 3)
 
 
 def test_every_result_key_is_distinct():
-    keys = (FID, KID, KID_STD, PRECISION, RECALL, NUM_SAMPLES, metrics.COHERENCE)
+    keys = (FID, KID, KID_STD, PRECISION, RECALL, DENSITY, COVERAGE, NUM_SAMPLES, metrics.COHERENCE)
     assert all(a != b for a, b in itertools.combinations(keys, 2))
+
+
+def test_density_and_coverage_by_hand():
+    # Real points 0, 1, 2, 10 on a line, k = 1: squared radii 1, 1, 1, 64.
+    real = np.array([[0.0], [1.0], [2.0], [10.0]])
+    fake = np.array([[0.5], [10.0], [20.0]])
+    # 0.5 lies in the balls of 0 and 1, 10 in its own, 20 in none: (2 + 1 + 0) / (1 * 3);
+    # the balls of 0, 1 and 10 hold a fake, that of 2 none: 3 / 4.
+    density, coverage = metrics.density_coverage(real, fake, k=1)
+    assert density == pytest.approx(1.0) and coverage == pytest.approx(0.75)
+    # A dropped mode: every fake at the left cluster leaves the ball of 10 empty.
+    density, coverage = metrics.density_coverage(real, np.full((3, 1), 1.0), k=1)
+    assert density == pytest.approx(3.0) and coverage == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        metrics.density_coverage(real[:1], fake, k=1)

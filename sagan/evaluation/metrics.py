@@ -1,4 +1,4 @@
-"""Sample-quality metrics on feature vectors: FID, KID, improved precision and recall.
+"""Sample-quality metrics on feature vectors: FID, KID, precision/recall, density/coverage.
 
 Everything here is float64 NumPy/SciPy on ``(N, D)`` feature arrays; the features come
 from an extractor in :mod:`sagan.evaluation.features`. The chain reads features → statistics →
@@ -16,6 +16,8 @@ KID = "kid"
 KID_STD = "kid_std"
 PRECISION = "precision"
 RECALL = "recall"
+DENSITY = "density"
+COVERAGE = "coverage"
 NUM_SAMPLES = "num_samples"
 COHERENCE = "coherence"
 ACCURACY_PREFIX = "accuracy_"  # attribute_accuracy keys: accuracy_<attribute name>
@@ -239,6 +241,27 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[fl
 # Attribute agreement (labels predicted by the encoder)
 
 
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020, eq. 3–4), on the real samples' k-NN balls B_i.
+
+    density = 1/(kM) Σ_j #{i : fake_j ∈ B_i}: how many real balls hold each fake sample, 1 on
+    average for fakes spread like the reals; coverage = 1/N #{i : B_i holds a fake}: the
+    share of real samples with a fake one nearby, which falls when modes are dropped.
+    """
+    real = _as_features(real, "real features for density/coverage", min_count=k + 1)
+    fake = _as_features(fake, "fake features for density/coverage", min_count=1)
+    _check_same_dim(real, fake)
+    radii = knn_radii(real, k)
+    block = _block_rows(len(real))
+    held = 0
+    covered = np.zeros(len(real), dtype=bool)
+    for start in range(0, len(fake), block):
+        inside = _squared_distances(fake[start : start + block], real) <= radii[None, :]
+        held += int(inside.sum())  # (B, N): fake j inside ball i
+        covered |= inside.any(axis=0)
+    return held / (k * len(fake)), float(covered.mean())
+
+
 def attribute_accuracy(
     predicted: np.ndarray, labels: np.ndarray, attribute_names: tuple[str, ...]
 ) -> dict[str, float]:
@@ -288,18 +311,22 @@ def compute_metrics(
     seed: int,
     real_statistics: GaussianStatistics | None = None,
 ) -> dict[str, float]:
-    """FID, KID (mean, std), precision and recall of ``fake`` against ``real`` features.
+    """FID, KID (mean, std), precision, recall, density and coverage of ``fake`` against
+    ``real`` features (the last four with ``pr_k`` neighbours).
 
     ``real_statistics`` (e.g. loaded from a cache) replaces the real side's statistics.
     """
     real_statistics = real_statistics or gaussian_statistics(real)
     kid, kid_std = kernel_inception_distance(real, fake, kid_subset_size, kid_subsets, seed)
     precision, recall = precision_recall(real, fake, pr_k)
+    density, coverage = density_coverage(real, fake, pr_k)
     return {
         FID: frechet_distance(real_statistics, gaussian_statistics(fake)),
         KID: kid,
         KID_STD: kid_std,
         PRECISION: precision,
         RECALL: recall,
+        DENSITY: density,
+        COVERAGE: coverage,
         NUM_SAMPLES: len(fake),
     }

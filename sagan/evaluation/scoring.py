@@ -19,6 +19,7 @@ from sagan.data.errors import DataError
 from sagan.data.manifest import Manifest
 from sagan.data.pipeline import make_dataset
 from sagan.evaluation import metrics
+from sagan.evaluation.attribute_coverage import attribute_coverage
 from sagan.evaluation.features import EncoderExtractor, FeatureExtractor, make_extractor
 from sagan.files import atomic_path
 from sagan.model.saved import load_model
@@ -92,24 +93,6 @@ def load_reference(path: Path) -> tuple[np.ndarray, metrics.GaussianStatistics]:
     return features, stats
 
 
-def coherence_scores(
-    encoder: EncoderExtractor,
-    generated: np.ndarray,
-    real: np.ndarray,
-    attribute_names: tuple[str, ...],
-    pairs: tuple[tuple[str, str], ...],
-) -> dict[str, float]:
-    """Share of faces whose ``pairs`` of labels agree, generated and real (the ceiling)."""
-    return {
-        metrics.COHERENCE: metrics.coherence_score(
-            encoder.predict_attributes(generated), attribute_names, pairs
-        ),
-        COHERENCE_REAL: metrics.coherence_score(
-            encoder.predict_attributes(real), attribute_names, pairs
-        ),
-    }
-
-
 def read_sample_attributes(path: Path, count: int) -> tuple[tuple[str, ...], np.ndarray]:
     """The conditioned attributes named in generate's ``path`` and the first ``count`` samples'
     classes (count, k), in the samples' order."""
@@ -180,21 +163,31 @@ class Conditioned(NamedTuple):
     encoder: EncoderExtractor
 
 
+def attribute_reader(
+    extractor: FeatureExtractor, manifest: Manifest, encoder_path: Path
+) -> EncoderExtractor | None:
+    """The encoder that reads the attributes of samples and real faces, whatever the extractor;
+    None when the prepared data has no attribute labels (then no encoder was trained)."""
+    if not manifest.attribute_names:
+        return None
+    if isinstance(extractor, EncoderExtractor):
+        return extractor
+    return load_encoder(encoder_path)
+
+
 def read_conditioned(
     attributes_file: Path,
     settings: EvaluateConfig,
     manifest: Manifest,
-    extractor: FeatureExtractor,
-    encoder_path: Path,
+    encoder: EncoderExtractor | None,
 ) -> Conditioned | None:
     """The samples' attributes (None when generate wrote none: an unconditional model)."""
     if not attributes_file.is_file():
         return None
     names, classes = read_sample_attributes(attributes_file, settings.num_samples)
     missing = [name for name in names if name not in manifest.attribute_names]
-    if missing:
+    if missing:  # with every name there, the data has labels and ``encoder`` is not None
         raise DataError(f"the prepared data has no attribute {missing[0]!r}: rerun train")
-    encoder = extractor if isinstance(extractor, EncoderExtractor) else load_encoder(encoder_path)
     columns = [manifest.attribute_names.index(name) for name in names]
     column = intra_fid_column(settings.intra_fid_attribute, names)
     return Conditioned(names, classes, columns, column, encoder)
@@ -229,12 +222,15 @@ def score_samples(
     reference: tuple[np.ndarray, metrics.GaussianStatistics],
     manifest: Manifest,
     data_dir: Path,
+    reader: EncoderExtractor | None = None,
     conditioned: Conditioned | None = None,
 ) -> dict[str, float]:
     """Every score of ``samples`` against the real features ``reference`` of the test split.
 
-    FID, KID and precision/recall always; coherence when the encoder reads faces whose
-    manifest lists attribute pairs that must agree; conditional scores for ``conditioned``.
+    FID, KID, precision/recall and density/coverage always. Where the data has attribute
+    labels, the classes ``reader`` (:func:`attribute_reader`) reads on the samples and on the
+    real test faces give the mode coverage by attribute, and the coherence when the manifest
+    lists attribute pairs that must agree; ``conditioned`` samples get the conditional scores.
     """
     real, real_stats = reference
     fake = extractor(samples)
@@ -247,15 +243,16 @@ def score_samples(
         seed=settings.seed,
         real_statistics=real_stats,
     )
-    coherence = isinstance(extractor, EncoderExtractor) and bool(manifest.coherence_pairs)
-    if coherence or conditioned is not None:
-        test_images, test_labels = read_split(data_dir, "test")
-    if coherence:
-        scores.update(
-            coherence_scores(
-                extractor, samples, test_images, manifest.attribute_names, manifest.coherence_pairs
-            )
-        )
+    if reader is None:
+        return scores
+    test_images, test_labels = read_split(data_dir, "test")
+    fake_classes = reader.predict_attributes(samples)  # (N, A)
+    real_classes = reader.predict_attributes(test_images)  # (M, A)
+    scores.update(attribute_coverage(real_classes, fake_classes, manifest.attributes))
+    if manifest.coherence_pairs:
+        names, pairs = manifest.attribute_names, manifest.coherence_pairs
+        scores[metrics.COHERENCE] = metrics.coherence_score(fake_classes, names, pairs)
+        scores[COHERENCE_REAL] = metrics.coherence_score(real_classes, names, pairs)
     if conditioned is not None:
         scores.update(
             conditional_scores(conditioned, samples, fake, real, test_images, test_labels)
