@@ -28,6 +28,8 @@ from typing import Any
 import yaml
 
 PARAMS_FILE = "params.yaml"
+# DiffAugment's transforms (sagan.training.augment), in the order they apply.
+AUGMENTATIONS = ("color", "translation", "cutout")
 
 
 class ConfigError(ValueError):
@@ -94,6 +96,7 @@ class TrainConfig:
     gp_weight: float = field(default=0.0, metadata={"min": 0.0})
     ema_decay: float | None = _between(None, 0.0, 0.999999)
     ema_start: int = field(default=0, metadata={"min": 0})
+    augment: tuple[str, ...] | None = field(default=None, metadata={"choices": AUGMENTATIONS})
     strategy: str = _choice("auto", "auto", "default", "mirrored", "multi_worker")
     mixed_precision: str = _choice("mixed_bfloat16", "none", "mixed_float16", "mixed_bfloat16")
     jit_compile: bool = False
@@ -242,6 +245,13 @@ def _check_combinations(config: Config) -> None:
         raise ConfigError(
             f"train.ema_start ({train.ema_start}) must be below train.steps ({train.steps}), "
             "or the EMA generator never averages: lower ema_start or raise steps"
+        )
+    if train.augment is not None and list(train.augment) != sorted(
+        set(train.augment), key=AUGMENTATIONS.index
+    ):
+        raise ConfigError(
+            f"train.augment ({list(train.augment)}) must list each transform once, in the "
+            f"order {', '.join(AUGMENTATIONS)} (the order they apply in)"
         )
     # evaluate reads the first evaluate.num_samples of generate's images.
     if evaluate.num_samples > generate.num_samples:

@@ -113,7 +113,10 @@ def test_encoder_features_are_the_penultimate_layer_batch_independent():
     penultimate = keras.Model(encoder.input, encoder.get_layer("features").output)
     expected = penultimate(images.astype(np.float32) / 127.5 - 1.0).numpy()
     np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(features, EncoderExtractor(encoder, batch_size=23)(images))
+    # oneDNN picks its kernels by batch shape: on AVX2-only CPUs another batch size rounds
+    # differently in the last bits (bitwise equal where AVX-512 runs).
+    whole = EncoderExtractor(encoder, batch_size=23)(images)
+    np.testing.assert_allclose(features, whole, rtol=1e-5, atol=1e-7)
 
 
 def test_encoder_extractor_rejects_the_wrong_image_size():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan.config import Config
+from sagan.config import AUGMENTATIONS, Config
 from sagan.tracking import NullTracker
 from sagan.training.checkpoints import CheckpointError, fingerprint
 from sagan.training.loop import NonFiniteLossError, TrainPaths, total_steps, train
@@ -194,10 +194,11 @@ def test_mirrored_strategy_matches_a_single_device():
         two_cpus = [tf.config.LogicalDeviceConfiguration()] * 2
         tf.config.set_logical_device_configuration(cpu, two_cpus)
         from tests.conftest import conditioning, images, labelled_images, tiny_config
+        from sagan.config import AUGMENTATIONS
         from sagan.training.step import GANTrainer
 
-        def losses(strategy, conditional):
-            config = tiny_config(conditional)
+        def losses(strategy, conditional, augment):
+            config = tiny_config(conditional, augment=augment)
             attributes = conditioning() if conditional else None
             trainer = GANTrainer(config.model, config.train, 32, strategy, attributes)
             batches = labelled_images() if conditional else images()
@@ -207,9 +208,9 @@ def test_mirrored_strategy_matches_a_single_device():
             ]
 
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        for conditional in (False, True):
-            single = losses(tf.distribute.get_strategy(), conditional)
-            mirrored = losses(strategy, conditional)
+        for conditional, augment in ((False, None), (True, None), (False, AUGMENTATIONS)):
+            single = losses(tf.distribute.get_strategy(), conditional, augment)
+            mirrored = losses(strategy, conditional, augment)
             for a, b in zip(single, mirrored):
                 for key in a:
                     assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (key, a, b)
@@ -219,15 +220,22 @@ def test_mirrored_strategy_matches_a_single_device():
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=REPO
     )
-    assert result.returncode == 0 and result.stdout.count("OK") == 2, result.stderr[-3000:]
+    assert result.returncode == 0 and result.stdout.count("OK") == 3, result.stderr[-3000:]
 
 
 @pytest.mark.parametrize(
-    "loss, conditional", [("hinge", False), ("bce", False), ("wasserstein", False), ("hinge", True)]
+    "loss, conditional, augment",
+    [
+        ("hinge", False, None),
+        ("bce", False, None),
+        ("wasserstein", False, None),
+        ("hinge", True, None),
+        ("hinge", False, AUGMENTATIONS),
+    ],
 )
-def test_one_backward_pass_gives_the_gradients_of_two(loss, conditional):
+def test_one_backward_pass_gives_the_gradients_of_two(loss, conditional, augment):
     """The simultaneous update's shared backward pass matches one tape per network."""
-    config = tiny_config(conditional, loss=loss)
+    config = tiny_config(conditional, loss=loss, augment=augment)
     attributes = conditioning() if conditional else None
     trainer = GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=attributes)
     assert trainer.shares_backward
@@ -237,7 +245,7 @@ def test_one_backward_pass_gives_the_gradients_of_two(loss, conditional):
     fake_attributes = trainer._fake_attributes(0)
     # Put the hinge's margin among the fake logits, so half of the fakes send D nothing.
     _, fake_logits = trainer._logits(
-        real_images, real_attributes, trainer._generate(z, fake_attributes), fake_attributes
+        real_images, real_attributes, trainer._generate(z, fake_attributes), fake_attributes, 0
     )
     middle = np.sort(fake_logits.numpy().ravel())[3:5].mean()
     trainer.discriminator.get_layer("sn_logit").layer.bias.assign([-1.0 - middle])
@@ -246,7 +254,7 @@ def test_one_backward_pass_gives_the_gradients_of_two(loss, conditional):
     def gradients(method):
         trainer.discriminator.set_weights(state)
         d_gradients, g_gradients, metrics = method(
-            real_images, real_attributes, z, fake_attributes, None
+            real_images, real_attributes, z, fake_attributes, None, 0
         )
         return [g.numpy() for g in d_gradients + g_gradients], {
             name: float(value) for name, value in metrics.items()

@@ -30,6 +30,8 @@ _BUDGET_KEYS = frozenset(
 # Model keys an unconditional run leaves unused: left out of its identity, so unconditional
 # runs keep the fingerprints (and checkpoint folders) they had before conditioning existed.
 _CONDITIONAL_KEYS = frozenset({"conditional", "condition_on"})
+# Train keys added later, left out while off so that older runs keep their fingerprints.
+_OFF_VALUES = {"augment": None}
 IDENTITY_FILE = "run_identity.json"
 
 
@@ -42,7 +44,7 @@ def run_identity(config: Config) -> dict:
     train = {
         key: value
         for key, value in dataclasses.asdict(config.train).items()
-        if key not in _BUDGET_KEYS
+        if key not in _BUDGET_KEYS and not (key in _OFF_VALUES and value == _OFF_VALUES[key])
     }
     model = {
         key: value

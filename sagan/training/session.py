@@ -72,7 +72,7 @@ def save_outputs(
     """The models (and the conditioning) into ``models_dir``, the final metrics as JSON."""
     models = {GENERATOR: trainer.generator, DISCRIMINATOR: trainer.discriminator}
     if trainer.ema_generator is not None:
-        models[EMA_GENERATOR] = trainer.ema_generator
+        models[EMA_GENERATOR] = trainer.sampling_generator()  # its own BatchNorm statistics
     for name, model in models.items():
         with atomic_path(models_dir / name) as temporary:
             model.save(temporary)

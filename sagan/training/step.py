@@ -25,6 +25,15 @@ The step counter, saved in every checkpoint, is therefore the whole random state
 run draws exactly the numbers an uninterrupted run would, on any number of replicas (each
 replica draws the global batch's noise and keeps its own slice).
 
+``train.augment`` passes every image D sees, real or fake, through DiffAugment
+(:mod:`sagan.training.augment`), drawn per image from a stream of its own; G's gradient
+runs back through the transforms. The gradient penalty's interpolates are not augmented.
+
+The EMA generator (``train.ema_decay``) averages G's weights after ``train.ema_start``
+updates. Its BatchNorm statistics are refitted to its own weights whenever it samples
+(:func:`~sagan.model.batchnorm.refit_batch_norm`, on ``STANDING_SAMPLES`` faces of fixed
+noise): the moving averages G gathers fit G's weights, not the average's.
+
 Conditional models (a :class:`~sagan.model.conditioning.Conditioning` given): batches are
 ``(images, labels)``; D sees the real half with its own attributes, and G and D the fake half
 with attribute rows drawn from the training split's combinations at their frequencies.
@@ -38,9 +47,11 @@ import keras
 import tensorflow as tf
 
 from sagan.config import ModelConfig, TrainConfig
+from sagan.model.batchnorm import refit_batch_norm
 from sagan.model.conditioning import Conditioning, model_inputs
 from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.model.networks import build_discriminator, build_generator
+from sagan.training.augment import augment
 from sagan.training.losses import get_losses, gradient_penalty
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -52,6 +63,10 @@ MAX_CONDITIONAL_CRITICS = _FIRST_ATTRIBUTE_PURPOSE // 3
 # enough that D's gradient cannot tell, large enough that the images' gradients stay normal
 # numbers in float32 and bfloat16 (both reach 1e-38).
 _COTANGENT_FLOOR = 2.0**-32
+# The EMA generator's standing statistics: faces per refit and the noise stream they use
+# (a purpose no training draw reaches, apart from the progress grids' 2**31 - 1 and - 2).
+STANDING_SAMPLES = 512
+_STANDING_PURPOSE = 2**31 - 3
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -118,6 +133,7 @@ class GANTrainer:
                 self.ema_generator = build_generator(model_config, image_size, attribute_dim)
                 self.ema_generator.set_weights(self.generator.get_weights())
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self._refitted_at_step = None  # the step of the EMA generator's last standing statistics
         # The gradient penalty makes L_D depend on the fake images outside their logits, and
         # float16 would flush the floor's tiny image gradients to zero.
         self.shares_backward = config.gp_weight == 0 and config.mixed_precision != "mixed_float16"
@@ -131,6 +147,16 @@ class GANTrainer:
     def _seed(self, purpose: int) -> tf.Tensor:
         draw = self.step * _DRAWS_PER_STEP + purpose
         return tf.stack([tf.constant(self.config.seed, tf.int64), draw])
+
+    def _augment(self, images: tf.Tensor, purpose: int) -> tf.Tensor:
+        """DiffAugment of this replica's images; a no-op unless ``train.augment`` is set."""
+        if not self.config.augment:
+            return images
+        # Negative draw numbers: a stream apart from the noise and attributes of every step.
+        seed = tf.stack([tf.constant(self.config.seed, tf.int64), -1 - self._seed(purpose)[1]])
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        rows = (replica * self.replica_batch_size, self.config.batch_size)
+        return augment(images, self.config.augment, seed, rows)
 
     def _replica_slice(self, values: tf.Tensor) -> tf.Tensor:
         """This replica's rows of a global-batch tensor."""
@@ -168,23 +194,25 @@ class GANTrainer:
     # -- per-replica updates ------------------------------------------------------------
 
     def _logits(
-        self, real_images, real_attributes, fake_images, fake_attributes
+        self, real_images, real_attributes, fake_images, fake_attributes, draw: int
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """D's logits on the real and the fake half."""
+        """D's logits on the real and the fake half (augmented with draw ``draw`` of the step)."""
         # In D, `training` only drives the spectral norms' power iteration (D has no
         # BatchNorm): the fake call refines u once and the real call reuses it, so both
         # halves see the same σ. Two calls rather than one on [real; fake] let G's gradient
         # run back through the fake half alone.
+        fake_images = self._augment(fake_images, 2 * draw + 1)
         fake_logits = self._discriminate(fake_images, fake_attributes, training=True)
+        real_images = self._augment(real_images, 2 * draw)
         real_logits = self._discriminate(real_images, real_attributes, training=False)
         return real_logits, fake_logits
 
     def _d_loss(
-        self, real_images, real_attributes, fake_images, fake_attributes, alpha
+        self, real_images, real_attributes, fake_images, fake_attributes, alpha, draw: int
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """L_D [+ λ·GP], and D's logits on the real and the fake half."""
         real_logits, fake_logits = self._logits(
-            real_images, real_attributes, fake_images, fake_attributes
+            real_images, real_attributes, fake_images, fake_attributes, draw
         )
         loss = self.losses.discriminator(real_logits, fake_logits)
         if self.config.gp_weight > 0:
@@ -205,33 +233,33 @@ class GANTrainer:
     def _apply(optimizer, gradients: list, model: keras.Model) -> None:
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
 
-    def _d_update(self, real_images, real_attributes, z, fake_attributes, alpha) -> dict:
+    def _d_update(self, real_images, real_attributes, z, fake_attributes, alpha, draw) -> dict:
         fake_images = self._generate(z, fake_attributes)  # outside the tape: no G backward
         with tf.GradientTape() as tape:
             d_loss, real_logits, fake_logits = self._d_loss(
-                real_images, real_attributes, fake_images, fake_attributes, alpha
+                real_images, real_attributes, fake_images, fake_attributes, alpha, draw
             )
             d_scaled = self._scaled(self.d_optimizer, d_loss)
         d_variables = self.discriminator.trainable_variables
         self._apply(self.d_optimizer, tape.gradient(d_scaled, d_variables), self.discriminator)
         return self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits)
 
-    def _joint_update(self, real_images, real_attributes, z, fake_attributes, alpha) -> dict:
+    def _joint_update(self, real_images, real_attributes, z, fake_attributes, alpha, draw) -> dict:
         """D and G updates from one forward pass; G's gradient sees D before its update."""
         gradients = self._shared_backward if self.shares_backward else self._two_backwards
         d_gradients, g_gradients, metrics = gradients(
-            real_images, real_attributes, z, fake_attributes, alpha
+            real_images, real_attributes, z, fake_attributes, alpha, draw
         )
         self._apply(self.d_optimizer, d_gradients, self.discriminator)
         self._apply(self.g_optimizer, g_gradients, self.generator)
         return metrics
 
-    def _two_backwards(self, real_images, real_attributes, z, fake_attributes, alpha):
+    def _two_backwards(self, real_images, real_attributes, z, fake_attributes, alpha, draw):
         """D's and G's gradients from one tape each: two backward passes through D's fake half."""
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
             fake_images = self._generate(z, fake_attributes)
             d_loss, real_logits, fake_logits = self._d_loss(
-                real_images, real_attributes, fake_images, fake_attributes, alpha
+                real_images, real_attributes, fake_images, fake_attributes, alpha, draw
             )
             g_loss = self.losses.generator(fake_logits)
             d_scaled = self._scaled(self.d_optimizer, d_loss)
@@ -241,7 +269,7 @@ class GANTrainer:
         metrics = self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits, g_loss=g_loss)
         return d_gradients, g_gradients, metrics
 
-    def _shared_backward(self, real_images, real_attributes, z, fake_attributes, alpha):
+    def _shared_backward(self, real_images, real_attributes, z, fake_attributes, alpha, draw):
         """D's and G's gradients from one backward pass through D.
 
         Each fake image's logit receives a cotangent u_D from L_D and u_G from L_G. D treats
@@ -255,7 +283,7 @@ class GANTrainer:
         with tf.GradientTape(persistent=True) as tape:
             fake_images = self._generate(z, fake_attributes)
             real_logits, fake_logits = self._logits(
-                real_images, real_attributes, fake_images, fake_attributes
+                real_images, real_attributes, fake_images, fake_attributes, draw
             )
         with tf.GradientTape(persistent=True) as loss_tape:
             loss_tape.watch([real_logits, fake_logits])
@@ -283,7 +311,7 @@ class GANTrainer:
 
     def _g_update(self, z: tf.Tensor, attributes: tf.Tensor | None) -> dict:
         with tf.GradientTape() as tape:
-            fake_images = self._generate(z, attributes)
+            fake_images = self._augment(self._generate(z, attributes), 2 * self.config.n_critic + 1)
             fake_logits = self._discriminate(fake_images, attributes, training=True)
             g_loss = self.losses.generator(fake_logits)
             g_scaled = self._scaled(self.g_optimizer, g_loss)
@@ -304,7 +332,8 @@ class GANTrainer:
             tf.random.stateless_uniform(alpha_shape, self._seed(2 * critic + 1))
         )
         update = self._joint_update if joint else self._d_update
-        return update(real_images, real_attributes, z, self._fake_attributes(critic), alpha)
+        fake_attributes = self._fake_attributes(critic)
+        return update(real_images, real_attributes, z, fake_attributes, alpha, critic)
 
     def _replica_g_step(self) -> dict:
         z = self._noise(_DRAWS_PER_STEP - 1)
@@ -361,5 +390,29 @@ class GANTrainer:
         }
 
     def sampling_generator(self) -> keras.Model:
-        """The generator to sample from: the EMA one when training keeps it."""
-        return self.ema_generator if self.ema_generator is not None else self.generator
+        """The generator to sample from: the EMA one when training keeps it.
+
+        The EMA generator's BatchNorm statistics are refitted to its weights of this step
+        first (once per step), from ``STANDING_SAMPLES`` faces of the same noise each time.
+        """
+        if self.ema_generator is None:
+            return self.generator
+        step = int(self.step.numpy())
+        if self._refitted_at_step != step:
+            refit_batch_norm(self.ema_generator, self._standing_inputs())
+            self._refitted_at_step = step
+        return self.ema_generator
+
+    def _standing_inputs(self):
+        """Batches of fixed noise (and attributes drawn at training frequencies)."""
+        batch = self.config.batch_size
+        stream = tf.constant([self.config.seed, _STANDING_PURPOSE], tf.int64)
+        for index in range(STANDING_SAMPLES // batch):
+            noise_seed, attribute_seed = tf.random.experimental.stateless_split(
+                tf.random.experimental.stateless_fold_in(stream, index), 2
+            )
+            z = tf.random.stateless_normal((batch, self.latent_dim), noise_seed)
+            attributes = None
+            if self.conditioning is not None:
+                attributes = self.conditioning.encode(self.conditioning.draw(batch, attribute_seed))
+            yield model_inputs(z, attributes)
