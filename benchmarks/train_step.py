@@ -18,7 +18,10 @@ FLOPs per step come from TensorFlow's graph profiler on one forward pass of each
 same process (the CPU's nominal 2.1 GHz × AVX2 FMA width understates what its AVX-512 units
 and turbo clock deliver: the straightforward step alone measures above that). Usage:
 
-    python -m benchmarks.train_step [--batch 64] [--steps 2] [--rounds 20]
+    python -m benchmarks.train_step [--batch 64] [--steps 2] [--rounds 20] [--strategy mirrored]
+
+``--strategy`` runs our variants under that ``tf.distribute`` strategy (``mirrored``: every
+visible GPU); the straightforward baseline stays on one device.
 
 The variants take turns: each round times every variant for ``--steps`` steps, and the
 figures are medians over the rounds (ratios are taken round by round), so a burst of load
@@ -39,7 +42,7 @@ import tensorflow as tf
 from sagan.config import ModelConfig, TrainConfig
 from sagan.model.networks import build_discriminator, build_generator
 from sagan.training.losses import hinge_d_loss, hinge_g_loss
-from sagan.training.step import GANTrainer
+from sagan.training.step import GANTrainer, make_strategy
 
 
 def forward_flops(model: keras.Model, input_shape: tuple[int, ...]) -> float:
@@ -104,11 +107,16 @@ def images_per_second(step, iterator, batch: int, steps: int) -> float:
     return steps * batch / (time.perf_counter() - started)
 
 
-def random_batches(batch: int, image_size: int = 64):
-    """An endless iterator over batches of uniform random images in [-1, 1]."""
+def random_dataset(batch: int, image_size: int = 64) -> tf.data.Dataset:
+    """Endless batches of uniform random images in [-1, 1]."""
     pixels = np.random.default_rng(0).uniform(-1, 1, (batch * 4, image_size, image_size, 3))
     dataset = tf.data.Dataset.from_tensor_slices(pixels.astype("float32"))
-    return iter(dataset.repeat().batch(batch, drop_remainder=True).prefetch(2))
+    return dataset.repeat().batch(batch, drop_remainder=True).prefetch(2)
+
+
+def random_batches(batch: int, image_size: int = 64):
+    """An endless iterator over :func:`random_dataset`."""
+    return iter(random_dataset(batch, image_size))
 
 
 def take_turns(variants: dict, iterator, batch: int, rounds: int, steps: int) -> dict:
@@ -127,7 +135,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--strategy", default="default", help="train.strategy for our variants")
     args = parser.parse_args()
+    strategy = make_strategy(args.strategy)
 
     model = ModelConfig()
     g_flops = forward_flops(build_generator(model), (model.latent_dim,))
@@ -138,6 +148,9 @@ def main() -> None:
     print(f"one train step at batch {args.batch}: {flops / 1e9:.1f} GFLOP")
     print(f"peak (a 4096² float32 matmul on {os.cpu_count()} cores): {peak / 1e9:.0f} GFLOP/s")
 
+    iterator = random_batches(args.batch)
+    ours = iter(strategy.experimental_distribute_dataset(random_dataset(args.batch)))
+    print(f"our variants: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
     variants = {"straightforward": straightforward_step(model, args.batch)}
     for name, options in {
         "sagan": {},
@@ -148,10 +161,10 @@ def main() -> None:
     }.items():
         # float32 unless the variant says otherwise (params.yaml's default is bfloat16)
         options = {"mixed_precision": "none", **options}
-        trainer = GANTrainer(model, TrainConfig(batch_size=args.batch, **options), 64)
+        config = TrainConfig(batch_size=args.batch, **options)
+        trainer = GANTrainer(model, config, 64, strategy)
         trainer.shares_backward = name != "sagan two backward passes"  # read when first traced
-        variants[name] = trainer.train_step
-    iterator = random_batches(args.batch)
+        variants[name] = lambda _, step=trainer.train_step: step(ours)
     rounds = take_turns(variants, iterator, args.batch, args.rounds, args.steps)
     baseline = np.array(rounds["straightforward"])
     print(

@@ -17,6 +17,7 @@ from sagan import paths
 from sagan.config import ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset
+from sagan.precision import resolve_precision
 from sagan.stage import Stage
 from sagan.tracking import TrackingError, write_run_file
 from sagan.training.checkpoints import CheckpointError
@@ -49,6 +50,7 @@ def main() -> int:
         ],
     ) as stage:
         config = load_config()
+        logger.info("precision: %s", resolve_precision(config.train.mixed_precision).reason)
         manifest = prepared_manifest(config, paths.PREPARED_DIR)
         conditioning = training_conditioning(config, manifest, paths.PREPARED_DIR)
         # Everything after the run is open is tracked, so that no failure or Ctrl-C

@@ -20,6 +20,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from sagan.config import config_from_dict as load_config_from
+from sagan.precision import resolve_precision
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.pipeline
@@ -116,6 +117,10 @@ def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path, workspace):
     client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("sagan").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # the killed run was resumed
+    resolved = resolve_precision("auto")
+    assert runs[0].data.params["train.mixed_precision"] == "auto"
+    assert runs[0].data.params["train.mixed_precision_resolved"] == resolved.policy
+    assert f"precision: {resolved.reason}" in log
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "g_loss")]
     assert steps[-1] == STEPS
 

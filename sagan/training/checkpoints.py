@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from sagan.config import Config
 from sagan.files import read_json, write_json
+from sagan.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,16 @@ class CheckpointError(RuntimeError):
 
 
 def run_identity(config: Config) -> dict:
-    """The params a checkpoint must share with the current run to be resumed."""
+    """The params a checkpoint must share with the current run to be resumed.
+
+    ``train.mixed_precision: auto`` counts as the policy it resolves to on this machine.
+    """
     train = {
         key: value
         for key, value in dataclasses.asdict(config.train).items()
         if key not in _BUDGET_KEYS and not (key in _OFF_VALUES and value == _OFF_VALUES[key])
     }
+    train["mixed_precision"] = resolve_precision(config.train.mixed_precision).policy
     model = {
         key: value
         for key, value in dataclasses.asdict(config.model).items()

@@ -16,6 +16,7 @@ from sagan.files import atomic_path, sha256, write_json
 from sagan.model.conditioning import Conditioning, conditioning_from_labels
 from sagan.model.saved import DISCRIMINATOR, EMA_GENERATOR, GENERATOR
 from sagan.paths import CONDITIONING_FILE
+from sagan.precision import resolve_precision
 from sagan.tracking import MlflowTracker, TrackingError, reopen_run, run_tags, start_run
 from sagan.training.checkpoints import fingerprint
 from sagan.training.step import GANTrainer
@@ -63,7 +64,10 @@ def open_tracking(config: Config, manifest_file: Path, checkpoints_dir: Path) ->
             return reopen_run(config, run_file)
         except TrackingError as error:
             logger.warning("cannot reopen the interrupted run (%s); starting a new one", error)
-    return start_run(config, run_tags(sha256(manifest_file)), run_file=run_file)
+    tracker = start_run(config, run_tags(sha256(manifest_file)), run_file=run_file)
+    precision = resolve_precision(config.train.mixed_precision).policy
+    tracker.log_params({"train.mixed_precision_resolved": precision})
+    return tracker
 
 
 def save_outputs(

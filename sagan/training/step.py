@@ -51,6 +51,7 @@ from sagan.model.batchnorm import refit_batch_norm
 from sagan.model.conditioning import Conditioning, model_inputs
 from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.model.networks import build_discriminator, build_generator
+from sagan.precision import resolve_precision
 from sagan.training.augment import augment
 from sagan.training.losses import get_losses, gradient_penalty
 
@@ -80,9 +81,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def _adam(learning_rate: float, config: TrainConfig) -> keras.optimizers.Optimizer:
+def _adam(learning_rate: float, config: TrainConfig, precision: str) -> keras.optimizers.Optimizer:
     optimizer = keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
-    if config.mixed_precision == "mixed_float16":
+    if precision == "mixed_float16":
         # float16 gradients underflow without a loss scale; bfloat16 has float32's range.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -117,15 +118,16 @@ class GANTrainer:
         attribute_dim = None if conditioning is None else conditioning.dim
         self.latent_dim = model_config.latent_dim
         self.losses = get_losses(config.loss)
+        self.precision = resolve_precision(config.mixed_precision).policy
         keras.mixed_precision.set_global_policy(
-            "float32" if config.mixed_precision == "none" else config.mixed_precision
+            "float32" if self.precision == "none" else self.precision
         )
         with self.strategy.scope():
             keras.utils.set_random_seed(config.seed)  # initial weights
             self.generator = build_generator(model_config, image_size, attribute_dim)
             self.discriminator = build_discriminator(model_config, image_size, attribute_dim)
-            self.g_optimizer = _adam(config.g_lr, config)
-            self.d_optimizer = _adam(config.d_lr, config)
+            self.g_optimizer = _adam(config.g_lr, config, self.precision)
+            self.d_optimizer = _adam(config.d_lr, config, self.precision)
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
             self.ema_generator = None
@@ -136,7 +138,7 @@ class GANTrainer:
         self._refitted_at_step = None  # the step of the EMA generator's last standing statistics
         # The gradient penalty makes L_D depend on the fake images outside their logits, and
         # float16 would flush the floor's tiny image gradients to zero.
-        self.shares_backward = config.gp_weight == 0 and config.mixed_precision != "mixed_float16"
+        self.shares_backward = config.gp_weight == 0 and self.precision != "mixed_float16"
         # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
         # takes the batches already drawn and holds every strategy.run of the update.
         self._update = tf.function(self._update_fn, jit_compile=config.jit_compile)
