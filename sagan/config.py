@@ -98,6 +98,7 @@ class TrainConfig:
     ema_start: int = field(default=0, metadata={"min": 0})
     augment: tuple[str, ...] | None = field(default=None, metadata={"choices": AUGMENTATIONS})
     strategy: str = _choice("auto", "auto", "default", "mirrored", "multi_worker")
+    worker_wait: float = _positive(120.0)
     mixed_precision: str = _choice("auto", "auto", "none", "mixed_float16", "mixed_bfloat16")
     jit_compile: bool = False
     deterministic: bool = False

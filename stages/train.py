@@ -9,6 +9,7 @@ checkpoints/ across runs so that a killed run resumes where its last checkpoint 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import tensorflow as tf
@@ -19,9 +20,10 @@ from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset
 from sagan.precision import resolve_precision
 from sagan.stage import Stage
-from sagan.tracking import TrackingError, write_run_file
+from sagan.tracking import NullTracker, TrackingError, write_run_file
 from sagan.training.checkpoints import CheckpointError
-from sagan.training.loop import NonFiniteLossError, TrainPaths, train
+from sagan.training.cluster import TF_CONFIG, ClusterError, join, read_cluster
+from sagan.training.loop import NonFiniteLossError, TrainPaths, WorkerLostError, train
 from sagan.training.session import (
     open_tracking,
     prepared_manifest,
@@ -39,7 +41,8 @@ def main() -> int:
         ConfigError,
         DataError,
         TrackingError,
-        run_errors=(NonFiniteLossError, CheckpointError),
+        ClusterError,
+        run_errors=(NonFiniteLossError, CheckpointError, WorkerLostError),
         interrupted="interrupted; rerun the stage to resume from the last checkpoint",
         # checkpoints/ too: a temporary there would be published into plots/train on resume.
         owns=[
@@ -53,19 +56,25 @@ def main() -> int:
         logger.info("precision: %s", resolve_precision(config.train.mixed_precision).reason)
         manifest = prepared_manifest(config, paths.PREPARED_DIR)
         conditioning = training_conditioning(config, manifest, paths.PREPARED_DIR)
-        # Everything after the run is open is tracked, so that no failure or Ctrl-C
-        # (building the models takes seconds) leaves the run marked RUNNING.
-        tracker = stage.track(
-            open_tracking(config, paths.PREPARED_DIR / paths.MANIFEST_NAME, paths.CHECKPOINTS_DIR)
-        )
-        if config.train.deterministic:
+        cluster = read_cluster(config.train.strategy, os.environ.get(TF_CONFIG))
+        if config.train.deterministic:  # before the strategy: it creates the devices' contexts
             tf.config.experimental.enable_op_determinism()
+        if cluster is None:
+            strategy = make_strategy(config.train.strategy)
+        else:  # the job forms before anything is written, or the stage ends after worker_wait
+            strategy = join(cluster, config.train.worker_wait)
+        chief = cluster is None or cluster.is_chief
+        tracker = NullTracker()
+        if chief:
+            # Everything after the run is open is tracked, so that no failure or Ctrl-C
+            # (building the models takes seconds) leaves the run marked RUNNING.
+            tracker = stage.track(
+                open_tracking(
+                    config, paths.PREPARED_DIR / paths.MANIFEST_NAME, paths.CHECKPOINTS_DIR
+                )
+            )
         trainer = GANTrainer(
-            config.model,
-            config.train,
-            config.data.image_size,
-            make_strategy(config.train.strategy),
-            conditioning,
+            config.model, config.train, config.data.image_size, strategy, conditioning
         )
         dataset = make_dataset(
             paths.PREPARED_DIR,
@@ -76,10 +85,13 @@ def main() -> int:
         )
         train_paths = TrainPaths(checkpoints=paths.CHECKPOINTS_DIR, plots=paths.TRAIN_PLOTS_DIR)
         num_images = manifest.splits["train"].count
-        metrics = train(config, trainer, dataset, num_images, train_paths, tracker)
-        save_outputs(trainer, metrics, paths.MODELS_DIR, paths.TRAIN_METRICS)
-        tracker.log_generator(trainer.sampling_generator())
-        write_run_file(paths.RUN_FILE, tracker)
+        metrics = train(config, trainer, dataset, num_images, train_paths, tracker, chief)
+        if chief:
+            save_outputs(trainer, metrics, paths.MODELS_DIR, paths.TRAIN_METRICS)
+            tracker.log_generator(trainer.sampling_generator())
+            write_run_file(paths.RUN_FILE, tracker)
+        else:
+            logger.info("%s: done; the chief writes the outputs", cluster.name)
     return stage.exit_code
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from sagan.config import Config, DataConfig, ModelConfig, TrainConfig
 
+REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32  # the smallest size with a 16x16 attention map in G and D
 BATCH = 8
 
@@ -144,3 +145,63 @@ def read_records() -> Callable[[Path, str], list[Record]]:
         return records
 
     return read
+
+
+def stage_workspace(
+    root: Path, prepared: Path, model: dict | None = None, train: dict | None = None
+) -> Path:
+    """A folder where ``python -m stages.train`` runs as `dvc repro` would run it: params.yaml
+    with tiny networks (``model`` and ``train`` overrides on top) and ``prepared`` (made with
+    tiny_config().data) copied to data/prepared."""
+    import yaml
+
+    from sagan.config import config_from_dict
+
+    root.mkdir()
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    data = tiny_config().data  # the params prepared was made with
+    params["data"].update(
+        num_train=data.num_train,
+        num_test=data.num_test,
+        image_size=data.image_size,
+        images_per_shard=data.images_per_shard,
+    )
+    params["model"].update(latent_dim=16, g_width=8, d_width=8, **(model or {}))
+    tiny_train = {
+        "batch_size": 8,
+        "checkpoint_every": 4,
+        "log_every": 4,
+        "sample_every": 12,
+        "deterministic": True,
+    }
+    params["train"].update({**tiny_train, **(train or {})})
+    assert config_from_dict(params).data == data
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copytree(prepared, root / "data" / "prepared")
+    return root
+
+
+def start_stage(
+    cwd: Path,
+    stage: str = "train",
+    environment: dict[str, str] | None = None,
+    cpu: int | None = None,
+):
+    """``python -m stages.<stage>`` started in ``cwd`` (output and errors in one text pipe),
+    with this environment plus ``environment``, MLFLOW_TRACKING_URI left out; pinned to CPU
+    ``cpu`` when given."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    env.update(PYTHONPATH=str(REPO), **(environment or {}))
+    return subprocess.Popen(
+        [sys.executable, "-m", f"stages.{stage}"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
+    )

@@ -20,6 +20,7 @@ OUTPUT_NEUTRAL = {
     "generate.batch_size",
     "train.checkpoint_every",
     "train.keep_checkpoints",
+    "train.worker_wait",
 }
 # The params each stage reads: whole sections, or single keys of other sections.
 READS = {

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,12 +13,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 from mlflow.tracking import MlflowClient
 
-from sagan.config import config_from_dict as load_config_from
 from sagan.precision import resolve_precision
-from tests.conftest import tiny_config
+from tests.conftest import stage_workspace, start_stage
 
 pytestmark = pytest.mark.pipeline
 
@@ -34,47 +29,9 @@ def workspace(prepared_data: Path):
     """``workspace(root, **model)``: tiny params and prepared data, as `dvc repro` leaves them."""
 
     def make(root: Path, **model) -> Path:
-        return _workspace(root, prepared_data, **model)
+        return stage_workspace(root, prepared_data, model=model, train={"steps": STEPS})
 
     return make
-
-
-def _workspace(root: Path, prepared: Path, **model) -> Path:
-    root.mkdir()
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    data = tiny_config().data  # the params prepared_data was made with
-    params["data"].update(
-        num_train=data.num_train,
-        num_test=data.num_test,
-        image_size=data.image_size,
-        images_per_shard=data.images_per_shard,
-    )
-    assert load_config_from(params).data == data
-    params["model"].update(latent_dim=16, g_width=8, d_width=8, **model)
-    params["train"].update(
-        batch_size=8,
-        steps=STEPS,
-        checkpoint_every=4,
-        log_every=4,
-        sample_every=12,
-        deterministic=True,
-    )
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    shutil.copytree(prepared, root / "data" / "prepared")
-    return root
-
-
-def _train(cwd: Path) -> subprocess.Popen:
-    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    environment["PYTHONPATH"] = str(REPO)
-    return subprocess.Popen(
-        [sys.executable, "-m", "stages.train"],
-        cwd=cwd,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def _checkpoint_steps(cwd: Path) -> list[int]:
@@ -92,7 +49,7 @@ def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path, workspace):
     straight = workspace(tmp_path / "straight")
     killed = workspace(tmp_path / "killed")
 
-    process = _train(killed)
+    process = start_stage(killed)
     deadline = time.monotonic() + 300
     while not [step for step in _checkpoint_steps(killed) if 8 <= step < STEPS]:
         assert process.poll() is None, process.stdout.read()
@@ -104,11 +61,11 @@ def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path, workspace):
     newest = tf.train.latest_checkpoint(str(next(killed.glob("checkpoints/*"))))
     assert int(newest.rsplit("-", 1)[1]) < STEPS
 
-    resumed = _train(killed)
+    resumed = start_stage(killed)
     log = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, log
     assert f"resumed from checkpoints/{Path(newest).parent.name}/{Path(newest).name}\n" in log
-    reference = _train(straight)
+    reference = start_stage(straight)
     assert reference.wait(timeout=300) == 0, reference.stdout.read()
 
     for a, b in zip(_generator_weights(straight), _generator_weights(killed), strict=True):
@@ -127,7 +84,7 @@ def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path, workspace):
 
 def test_a_conditional_train_stage_checks_the_names_and_saves_its_attributes(tmp_path, workspace):
     unknown = workspace(tmp_path / "unknown", conditional=True, condition_on=["glasses", "blond"])
-    process = _train(unknown)
+    process = start_stage(unknown)
     log = process.communicate(timeout=300)[0]
     assert process.returncode == 1, log
     assert "model.condition_on: unknown attribute 'blond'; the prepared data's attributes " in log
@@ -138,7 +95,7 @@ def test_a_conditional_train_stage_checks_the_names_and_saves_its_attributes(tmp
     (root / "params.yaml").write_text(
         (root / "params.yaml").read_text().replace(f"steps: {STEPS}", "steps: 2")
     )
-    process = _train(root)
+    process = start_stage(root)
     log = process.communicate(timeout=300)[0]
     assert process.returncode == 0, log
     attributes = json.loads((root / "models" / "attributes.json").read_text())

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import tensorflow as tf
@@ -26,7 +27,15 @@ logger = logging.getLogger(__name__)
 
 # Keys that change how long or how visibly a run trains, not what it computes.
 _BUDGET_KEYS = frozenset(
-    {"steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every"}
+    {
+        "steps",
+        "epochs",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+        "sample_every",
+        "worker_wait",
+    }
 )
 # Model keys an unconditional run leaves unused: left out of its identity, so unconditional
 # runs keep the fingerprints (and checkpoint folders) they had before conditioning existed.
@@ -67,17 +76,24 @@ def fingerprint(config: Config) -> str:
 class Checkpoints:
     """A ``tf.train.CheckpointManager`` over the trainer's state in its fingerprint folder."""
 
-    def __init__(self, root: Path, config: Config, keep: int, **state):
+    def __init__(self, root: Path, config: Config, keep: int, writer: bool = True, **state):
+        """``writer``: False for a multi-worker job's non-chief tasks. They restore from the
+        chief's folder and write each save to a temporary folder that they delete, since
+        every worker must take part in a save."""
         self.directory = Path(root) / fingerprint(config)
         self.identity = run_identity(config)
         self.checkpoint = tf.train.Checkpoint(**state)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.directory), max_to_keep=keep
-        )
+        self.writer = writer
+        self.manager = None
+        if writer:
+            self.manager = tf.train.CheckpointManager(
+                self.checkpoint, str(self.directory), max_to_keep=keep
+            )
 
     def restore_latest(self) -> bool:
         """Restore the newest checkpoint; False (and a fresh start) when there is none."""
-        latest = self.manager.latest_checkpoint or self._newest_without_state_file()
+        latest = tf.train.latest_checkpoint(str(self.directory))
+        latest = latest or self._newest_without_state_file()
         if latest is None:
             others = sorted(p.name for p in self.directory.parent.glob("*") if p.is_dir())
             others = [name for name in others if name != self.directory.name]
@@ -118,6 +134,9 @@ class Checkpoints:
 
     def save(self, step: int) -> str:
         """Write the checkpoint of ``step``; a failed write (a full disk) leaves the older ones."""
+        if not self.writer:
+            with tempfile.TemporaryDirectory(prefix="sagan-worker-checkpoint-") as scratch:
+                return self.checkpoint.write(str(Path(scratch) / f"ckpt-{step}"))
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             identity_path = self.directory / IDENTITY_FILE

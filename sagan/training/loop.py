@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 import shutil
 import signal
 import threading
@@ -42,6 +43,10 @@ SAMPLE_GRID_SIDE = 8  # the fixed-noise grid is 8×8
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite."""
+
+
+class WorkerLostError(RuntimeError):
+    """A task of a multi-worker job stopped: the others cannot go on."""
 
 
 @dataclass(frozen=True)
@@ -85,28 +90,38 @@ def train(
     num_train_images: int,
     paths: TrainPaths,
     tracker: Tracker | None = None,
+    chief: bool = True,
 ) -> dict[str, float]:
     """Train until the budget is spent, resuming from the newest matching checkpoint.
 
     ``dataset`` yields global batches of float32 images in [-1, 1], repeated forever (with
     their (B, A) int labels, as ``(images, labels)``, for a conditional trainer).
     Returns the final metrics (losses, D outputs, γ per attention layer, steps, images/s).
+    A multi-worker job's other tasks (``chief`` False) train and take part in every
+    checkpoint, and write nothing else.
     """
     tracker = tracker or NullTracker()
-    iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
+    # MultiWorkerMirroredStrategy's input iterators cannot be checkpointed. The data order is
+    # a function of the seed, so a resumed job skips the batches already done instead.
+    multi_worker = isinstance(trainer.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    iterator = None if multi_worker else _distribute(trainer.strategy, dataset)
     checkpoints = Checkpoints(
         paths.checkpoints,
         config,
         config.train.keep_checkpoints,
+        writer=chief,
         generator=trainer.generator,
         discriminator=trainer.discriminator,
         g_optimizer=trainer.g_optimizer,
         d_optimizer=trainer.d_optimizer,
         step=trainer.step,
-        iterator=iterator,
+        **({"iterator": iterator} if iterator is not None else {}),
         **({"ema_generator": trainer.ema_generator} if trainer.ema_generator else {}),
     )
     checkpoints.restore_latest()
+    if iterator is None:
+        done = int(trainer.step.numpy()) * config.train.n_critic
+        iterator = _distribute(trainer.strategy, dataset.skip(done))
     start, end = int(trainer.step.numpy()), total_steps(config, num_train_images)
     # Live plots sit beside the checkpoints, so a resumed run keeps its history.
     live_plots = checkpoints.directory / "plots"
@@ -118,19 +133,19 @@ def train(
     progress = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True)
     with _StopAtStepEnd() as stop, progress:
         for step in range(start + 1, end + 1):
-            losses = {name: float(value) for name, value in trainer.train_step(iterator).items()}
+            losses = _train_step(trainer, iterator, step, multi_worker)
             _check_finite(losses, step)
             timer.tick()
             progress.update()
             progress.set_postfix(
                 d=f"{losses['d_loss']:.3f}", g=f"{losses['g_loss']:.3f}", ips=f"{timer.rate:.0f}"
             )
-            if step % config.train.log_every == 0 or step == end:
+            if chief and (step % config.train.log_every == 0 or step == end):
                 metrics = {**losses, **trainer.attention_gammas(), **trainer.spectral_norms()}
                 metrics["images_per_second"] = timer.rate
                 history.append({"step": step, **metrics})
                 tracker.log_metrics(metrics, step)
-            if step % config.train.sample_every == 0 or step == end:
+            if chief and (step % config.train.sample_every == 0 or step == end):
                 sample_path = live_plots / "samples" / f"step_{step:06d}.png"
                 _save_samples(trainer, model_inputs(noise, attributes), sample_path)
                 tracker.log_artifact(sample_path, "samples")
@@ -150,8 +165,21 @@ def train(
                 raise KeyboardInterrupt
     if not metrics:  # the budget was already spent by the checkpoint we resumed from
         metrics = {**trainer.attention_gammas(), **trainer.spectral_norms()}
-    _publish(live_plots, paths.plots)
+    if chief:
+        _publish(live_plots, paths.plots)
     return {**metrics, "steps": end}
+
+
+def _distribute(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
+    """An iterator over ``dataset`` split over the replicas (and workers) of ``strategy``.
+
+    Every worker reads the whole stream and keeps its rows of each global batch (sharding
+    by record, not by file: prepare writes few shards, 5 at the default size), so the
+    batches are those of one process, whatever the number of workers.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return iter(strategy.experimental_distribute_dataset(dataset.with_options(options)))
 
 
 class _StopAtStepEnd:
@@ -191,6 +219,24 @@ def _publish(source: Path, target: Path) -> None:
             ignore=shutil.ignore_patterns(f"{TEMPORARY_PREFIX}*"),
             dirs_exist_ok=True,
         )
+
+
+# What a collective op raises on the tasks that remain when one stops.
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError)
+
+
+def _train_step(trainer: GANTrainer, iterator, step: int, multi_worker: bool) -> dict:
+    try:
+        return {name: float(value) for name, value in trainer.train_step(iterator).items()}
+    except _PEER_FAILURES as error:
+        if not multi_worker:
+            raise
+        tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", error.message)))
+        raise WorkerLostError(
+            f"step {step}: the job lost {', '.join(tasks) or 'a task'} "
+            f"({type(error).__name__}); the last checkpoint is kept: restart every worker to "
+            "resume from it"
+        ) from None
 
 
 def _check_finite(losses: dict[str, float], step: int) -> None:
