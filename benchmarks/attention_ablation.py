@@ -20,9 +20,9 @@ import dataclasses
 import statistics
 from collections import defaultdict
 
-import dvc.api
 import numpy as np
 
+from benchmarks.experiments import finished, seed, value
 from benchmarks.train_step import random_batches, take_turns
 from sagan.config import Config, ModelConfig, load_config
 from sagan.model.networks import build_discriminator, build_generator
@@ -35,11 +35,6 @@ COLUMNS = (
     ("coherence", "metrics/eval.json", "coherence", "{:.3f}"),
     ("train images/s", "metrics/train.json", "images_per_second", "{:.0f}"),
 )
-
-
-def _value(row: dict, file: str, key: str):
-    """A metric of an ``exp_show`` row: DVC prefixes a key with its file when names collide."""
-    return row.get(key, row.get(f"{file}:{key}"))
 
 
 def _mean_std(values: list[float], fmt: str) -> str:
@@ -77,9 +72,9 @@ def print_table(groups: dict[bool, list[dict]], config: Config) -> None:
     print("|---" * (len(titles) + 3) + "|")
     for attention in sorted(groups, reverse=True):
         rows = groups[attention]
-        seeds = ", ".join(str(_seed(row)) for row in sorted(rows, key=_seed))
+        seeds = ", ".join(str(seed(row)) for row in sorted(rows, key=seed))
         cells = [
-            _mean_std([float(_value(row, file, key)) for row in rows], fmt)
+            _mean_std([float(value(row, file, key)) for row in rows], fmt)
             for _, file, key, fmt in COLUMNS
         ]
         model = dataclasses.replace(config.model, attention=attention)
@@ -94,11 +89,9 @@ def main() -> None:
     args = parser.parse_args()
 
     groups = defaultdict(list)
-    for row in dvc.api.exp_show():
-        name = row.get("Experiment") or ""
-        if name.startswith(args.prefix) and row.get("State") in (None, "Success"):
-            # exp_show gives params as shown in its table: "True", 1.0
-            groups[str(row["model.attention"]).lower() == "true"].append(row)
+    for row in finished(args.prefix):
+        # exp_show gives params as shown in its table: "True", 1.0
+        groups[str(row["model.attention"]).lower() == "true"].append(row)
     config = load_config()
     if groups:
         print_table(groups, config)
@@ -111,10 +104,6 @@ def main() -> None:
             f"{config.train.batch_size}): attention on {rates[True]:.1f}, off {rates[False]:.1f} "
             f"images/s ({rates[False] / rates[True]:.2f}x)"
         )
-
-
-def _seed(row: dict) -> int:
-    return int(float(row["train.seed"]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""The recipe study (issue 14): each training lever alone against the default, as DVC experiments.
+
+Queue the levers (one seed to screen, three to decide), run the queue, print the table:
+
+    python -m benchmarks.recipe_study --queue default ema ttur --seeds 0   # dvc exp run --queue …
+    dvc queue start -j 1                                                    # one at a time
+    python -m benchmarks.recipe_study                                       # the table
+
+Experiments are named ``<prefix><lever>-seed-<seed>``. Each row of the table is one lever:
+the median over its seeds and, in brackets, the lowest and highest value, for FID (encoder
+features), precision, recall, density, coverage, coherence, the attribute histograms' mean
+and worst total variation, the dropped classes, and the train stage's images/s and minutes
+(train minutes compare only between runs that had the machine to themselves).
+
+``float32`` and ``reference`` run fewer updates: as many as the default's budget buys in
+bfloat16, at the float32/bfloat16 speed ratio measured side by side
+(``python -m benchmarks.train_step``) and given by ``--equal-time-steps``, so they compare at
+equal wall-clock. On a CPU without bfloat16 units ``auto`` already trains in float32 and
+those two levers say nothing new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+from collections import defaultdict
+
+from benchmarks.experiments import finished, seed, value
+
+EQUAL_TIME = "{equal_time_steps}"
+# Each lever alone: its `dvc exp run -S` overrides of the default params.yaml.
+LEVERS = {
+    "default": [],
+    "ema": ["train.ema_decay=0.995", "train.ema_start=500"],
+    "ttur": ["train.d_lr=4e-4"],
+    "lr-2e-4": ["train.g_lr=2e-4", "train.d_lr=2e-4"],
+    "n-critic-2": ["train.n_critic=2"],
+    "beta2-0.999": ["train.beta_2=0.999"],
+    "alternating": ["train.update=alternating"],
+    "augment": ["train.augment=[color,translation,cutout]"],
+    "float32": ["train.mixed_precision=none", f"train.steps={EQUAL_TIME}"],
+    # The seed's exact recipe (float32, the alternating update, lr 1e-4/1e-4, β 0/0.9, no
+    # EMA, no augmentation), given the default's minutes.
+    "reference": [
+        "train.mixed_precision=none",
+        "train.update=alternating",
+        f"train.steps={EQUAL_TIME}",
+    ],
+}
+# (column title, metrics file, key, format)
+COLUMNS = (
+    ("FID", "metrics/eval.json", "fid", "{:.0f}"),
+    ("precision", "metrics/eval.json", "precision", "{:.2f}"),
+    ("recall", "metrics/eval.json", "recall", "{:.2f}"),
+    ("density", "metrics/eval.json", "density", "{:.2f}"),
+    ("coverage", "metrics/eval.json", "coverage", "{:.2f}"),
+    ("coherence", "metrics/eval.json", "coherence", "{:.2f}"),
+    ("attribute TV", "metrics/eval.json", "attribute_tv", "{:.3f}"),
+    ("worst TV", "metrics/eval.json", "attribute_tv_max", "{:.3f}"),
+    ("dropped", "metrics/eval.json", "dropped_classes", "{:.0f}"),
+    ("images/s", "metrics/train.json", "images_per_second", "{:.0f}"),
+)
+
+
+def queue_commands(levers: list[str], seeds: list[int], prefix: str, equal_time_steps: int):
+    """The `dvc exp run --queue` command lines of ``levers`` × ``seeds``."""
+    for lever in levers:
+        overrides = [o.replace(EQUAL_TIME, str(equal_time_steps)) for o in LEVERS[lever]]
+        for run_seed in seeds:
+            command = ["dvc", "exp", "run", "--queue", "-n", f"{prefix}{lever}-seed-{run_seed}"]
+            for override in [*overrides, f"train.seed={run_seed}"]:
+                command += ["-S", override]
+            yield command
+
+
+def lever_of(row: dict, prefix: str) -> str:
+    """``<prefix><lever>-seed-<seed>`` → lever."""
+    return row["Experiment"][len(prefix) :].rsplit("-seed-", 1)[0]
+
+
+def median_range(values: list[float], fmt: str) -> str:
+    middle = fmt.format(statistics.median(values))
+    if len(values) == 1:
+        return middle
+    return f"{middle} [{fmt.format(min(values))}–{fmt.format(max(values))}]"
+
+
+def print_table(groups: dict[str, list[dict]]) -> None:
+    titles = [title for title, *_ in COLUMNS]
+    print(f"| lever | seeds | train min | {' | '.join(titles)} |")
+    print("|---" * (len(titles) + 3) + "|")
+    order = [lever for lever in LEVERS if lever in groups] + sorted(set(groups) - set(LEVERS))
+    for lever in order:
+        rows = sorted(groups[lever], key=seed)
+        minutes = [
+            float(value(r, "metrics/train.json", "steps"))
+            * float(r["train.batch_size"])
+            / float(value(r, "metrics/train.json", "images_per_second"))
+            / 60
+            for r in rows
+        ]
+        cells = [
+            median_range([float(value(r, file, key)) for r in rows], fmt)
+            for _, file, key, fmt in COLUMNS
+        ]
+        seeds = ", ".join(str(seed(r)) for r in rows)
+        print(f"| {lever} | {seeds} | {median_range(minutes, '{:.1f}')} | {' | '.join(cells)} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prefix", default="recipe-", help="experiment names to queue and read")
+    parser.add_argument("--queue", nargs="+", choices=list(LEVERS), help="levers to queue")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument(
+        "--equal-time-steps",
+        type=int,
+        default=880,
+        help="updates for float32 and reference: the default's 1,500 divided by the measured "
+        "bfloat16/float32 speed ratio (880 at 1.7x)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the queue commands only")
+    args = parser.parse_args()
+    if args.queue:
+        for command in queue_commands(args.queue, args.seeds, args.prefix, args.equal_time_steps):
+            print(" ".join(command))
+            if not args.dry_run:
+                subprocess.run(command, check=True)
+        return
+    groups = defaultdict(list)
+    for row in finished(args.prefix):
+        groups[lever_of(row, args.prefix)].append(row)
+    if not groups:
+        raise SystemExit(f"no finished experiments named {args.prefix}*: queue and run them first")
+    print_table(groups)
+
+
+if __name__ == "__main__":
+    main()
