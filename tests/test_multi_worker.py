@@ -131,7 +131,7 @@ def test_a_job_with_a_killed_worker_resumes_from_the_last_checkpoint(job):
 
 
 @pytest.mark.pipeline
-def test_a_worker_that_never_comes_up_ends_the_stage_with_one_line(prepared_data, tmp_path):
+def test_a_missing_worker_or_a_bad_tf_config_ends_the_stage_with_one_line(prepared_data, tmp_path):
     root = stage_workspace(
         tmp_path / "alone",
         prepared_data,
@@ -148,6 +148,13 @@ def test_a_worker_that_never_comes_up_ends_the_stage_with_one_line(prepared_data
         f"worker 1 (127.0.0.1:{ports[1]})" in log
     )
     assert not (root / "mlflow.db").exists() and not (root / "checkpoints").exists()
+
+    # A TF_CONFIG that cannot work ends the stage at once, on one line, before any work.
+    process = start_stage(root, environment={"TF_CONFIG": _tf_config(ports, 2)})
+    log = process.communicate(timeout=120)[0]
+    assert process.returncode == 1, log
+    assert "ERROR stages.train: TF_CONFIG task index 2 is out of range" in log
+    assert "Traceback" not in log and not (root / "mlflow.db").exists()
 
 
 @pytest.mark.parametrize(
