@@ -42,6 +42,7 @@ def main() -> int:
         DataError,
         TrackingError,
         ClusterError,
+        WorkerLostError,  # on the other workers, which hold no run: one line too
         run_errors=(NonFiniteLossError, CheckpointError, WorkerLostError),
         interrupted="interrupted; rerun the stage to resume from the last checkpoint",
         # checkpoints/ too: a temporary there would be published into plots/train on resume.
