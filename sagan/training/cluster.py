@@ -34,6 +34,7 @@ TASK_TYPES = ("chief", "worker")
 EXAMPLE = json.dumps(
     {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}
 )
+_HELP = f"set it on every machine, e.g. {EXAMPLE} (README, Scaling out)"
 
 
 class ClusterError(ValueError):
@@ -108,9 +109,6 @@ def read_cluster(strategy: str, tf_config: str | None) -> Cluster | None:
             f"{len(tasks[task_type])} {task_type} task(s), indexed from 0"
         )
     return Cluster(tasks, task_type, index)
-
-
-_HELP = f"set it on every machine, e.g. {EXAMPLE} (README, Scaling out)"
 
 
 def _tasks(cluster) -> dict[str, tuple[str, ...]]:
