@@ -9,11 +9,18 @@ become the plain average of its batch statistics over a few batches run through 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import keras
+import tensorflow as tf
 
+from sagan.model.conditioning import Conditioning, model_inputs
 from sagan.model.layers import ConditionalBatchNormalization
+
+STANDING_SAMPLES = 512  # faces whose batch statistics a refit averages
+# The noise stream of those faces: a purpose no training draw reaches (the progress grids
+# use 2**31 - 1 and - 2).
+_STANDING_PURPOSE = 2**31 - 3
 
 
 def batch_norms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -43,3 +50,24 @@ def refit_batch_norm(model: keras.Model, batches: Iterable) -> None:
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
+
+
+def standing_inputs(
+    latent_dim: int,
+    seed: int,
+    batch_size: int,
+    conditioning: Conditioning | None = None,
+    count: int = STANDING_SAMPLES,
+) -> Iterator:
+    """``count // batch_size`` batches of fixed noise (and, for a conditional generator,
+    attributes drawn at training frequencies): the same for the same seed every time."""
+    stream = tf.constant([seed, _STANDING_PURPOSE], tf.int64)
+    for index in range(count // batch_size):
+        noise_seed, attribute_seed = tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(stream, index), 2
+        )
+        z = tf.random.stateless_normal((batch_size, latent_dim), noise_seed)
+        attributes = None
+        if conditioning is not None:
+            attributes = conditioning.encode(conditioning.draw(batch_size, attribute_seed))
+        yield model_inputs(z, attributes)

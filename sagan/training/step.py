@@ -31,8 +31,9 @@ runs back through the transforms. The gradient penalty's interpolates are not au
 
 The EMA generator (``train.ema_decay``) averages G's weights after ``train.ema_start``
 updates. Its BatchNorm statistics are refitted to its own weights whenever it samples
-(:func:`~sagan.model.batchnorm.refit_batch_norm`, on ``STANDING_SAMPLES`` faces of fixed
-noise): the moving averages G gathers fit G's weights, not the average's.
+(:func:`~sagan.model.batchnorm.refit_batch_norm` on the fixed noise of
+:func:`~sagan.model.batchnorm.standing_inputs`): the moving averages G gathers fit G's
+weights, not the average's.
 
 Conditional models (a :class:`~sagan.model.conditioning.Conditioning` given): batches are
 ``(images, labels)``; D sees the real half with its own attributes, and G and D the fake half
@@ -47,7 +48,7 @@ import keras
 import tensorflow as tf
 
 from sagan.config import ModelConfig, TrainConfig
-from sagan.model.batchnorm import refit_batch_norm
+from sagan.model.batchnorm import refit_batch_norm, standing_inputs
 from sagan.model.conditioning import Conditioning, model_inputs
 from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.model.networks import build_discriminator, build_generator
@@ -64,10 +65,6 @@ MAX_CONDITIONAL_CRITICS = _FIRST_ATTRIBUTE_PURPOSE // 3
 # enough that D's gradient cannot tell, large enough that the images' gradients stay normal
 # numbers in float32 and bfloat16 (both reach 1e-38).
 _COTANGENT_FLOOR = 2.0**-32
-# The EMA generator's standing statistics: faces per refit and the noise stream they use
-# (a purpose no training draw reaches, apart from the progress grids' 2**31 - 1 and - 2).
-STANDING_SAMPLES = 512
-_STANDING_PURPOSE = 2**31 - 3
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -395,26 +392,17 @@ class GANTrainer:
         """The generator to sample from: the EMA one when training keeps it.
 
         The EMA generator's BatchNorm statistics are refitted to its weights of this step
-        first (once per step), from ``STANDING_SAMPLES`` faces of the same noise each time.
+        first (once per step), from the same standing faces each time.
         """
         if self.ema_generator is None:
             return self.generator
         step = int(self.step.numpy())
         if self._refitted_at_step != step:
-            refit_batch_norm(self.ema_generator, self._standing_inputs())
+            refit_batch_norm(
+                self.ema_generator,
+                standing_inputs(
+                    self.latent_dim, self.config.seed, self.config.batch_size, self.conditioning
+                ),
+            )
             self._refitted_at_step = step
         return self.ema_generator
-
-    def _standing_inputs(self):
-        """Batches of fixed noise (and attributes drawn at training frequencies)."""
-        batch = self.config.batch_size
-        stream = tf.constant([self.config.seed, _STANDING_PURPOSE], tf.int64)
-        for index in range(STANDING_SAMPLES // batch):
-            noise_seed, attribute_seed = tf.random.experimental.stateless_split(
-                tf.random.experimental.stateless_fold_in(stream, index), 2
-            )
-            z = tf.random.stateless_normal((batch, self.latent_dim), noise_seed)
-            attributes = None
-            if self.conditioning is not None:
-                attributes = self.conditioning.encode(self.conditioning.draw(batch, attribute_seed))
-            yield model_inputs(z, attributes)
