@@ -12,11 +12,13 @@ features), precision, recall, density, coverage, coherence, the attribute histog
 and worst total variation, the dropped classes, and the train stage's images/s and minutes
 (train minutes compare only between runs that had the machine to themselves).
 
-``float32`` and ``reference`` run fewer updates: as many as the default's budget buys in
-bfloat16, at the float32/bfloat16 speed ratio measured side by side
-(``python -m benchmarks.train_step``) and given by ``--equal-time-steps``, so they compare at
-equal wall-clock. On a CPU without bfloat16 units ``auto`` already trains in float32 and
-those two levers say nothing new.
+Every lever is a set of ``-S`` overrides on top of ``PREVIOUS_DEFAULT`` (the default before
+the study), so each one is measured alone against it; ``default`` is params.yaml as it is.
+
+``float32`` and ``reference`` run fewer updates: as many as the default's budget buys, at
+the speed ratio measured side by side (``python -m benchmarks.train_step``) and given by
+``--float32-steps`` and ``--reference-steps``, so they compare at equal wall-clock. On a CPU without
+bfloat16 units ``auto`` already trains in float32, and ``float32`` says nothing new there.
 """
 
 from __future__ import annotations
@@ -28,25 +30,34 @@ from collections import defaultdict
 
 from benchmarks.experiments import finished, seed, value
 
-EQUAL_TIME = "{equal_time_steps}"
-# Each lever alone: its `dvc exp run -S` overrides of the default params.yaml.
+FLOAT32_STEPS = "{float32_steps}"
+REFERENCE_STEPS = "{reference_steps}"
+# The default before the study, as `dvc exp run -S` overrides of today's params.yaml: every
+# lever below is measured alone against it. (The `default` lever is params.yaml as it is.)
+PREVIOUS_DEFAULT = {
+    "train.ema_decay": "null",
+    "train.ema_start": "0",
+    "train.deterministic": "false",
+}
+# Each lever alone: its overrides on top of PREVIOUS_DEFAULT.
 LEVERS = {
-    "default": [],
-    "ema": ["train.ema_decay=0.995", "train.ema_start=500"],
-    "ttur": ["train.d_lr=4e-4"],
-    "lr-2e-4": ["train.g_lr=2e-4", "train.d_lr=2e-4"],
-    "n-critic-2": ["train.n_critic=2"],
-    "beta2-0.999": ["train.beta_2=0.999"],
-    "alternating": ["train.update=alternating"],
-    "augment": ["train.augment=[color,translation,cutout]"],
-    "float32": ["train.mixed_precision=none", f"train.steps={EQUAL_TIME}"],
+    "default": None,
+    "previous-default": {},
+    "ema": {"train.ema_decay": "0.995", "train.ema_start": "500"},
+    "ttur": {"train.d_lr": "4e-4"},
+    "lr-2e-4": {"train.g_lr": "2e-4", "train.d_lr": "2e-4"},
+    "n-critic-2": {"train.n_critic": "2"},
+    "beta2-0.999": {"train.beta_2": "0.999"},
+    "alternating": {"train.update": "alternating"},
+    "augment": {"train.augment": "[color,translation,cutout]"},
+    "float32": {"train.mixed_precision": "none", "train.steps": FLOAT32_STEPS},
     # The seed's exact recipe (float32, the alternating update, lr 1e-4/1e-4, β 0/0.9, no
     # EMA, no augmentation), given the default's minutes.
-    "reference": [
-        "train.mixed_precision=none",
-        "train.update=alternating",
-        f"train.steps={EQUAL_TIME}",
-    ],
+    "reference": {
+        "train.mixed_precision": "none",
+        "train.update": "alternating",
+        "train.steps": REFERENCE_STEPS,
+    },
 }
 # (column title, metrics file, key, format)
 COLUMNS = (
@@ -63,14 +74,26 @@ COLUMNS = (
 )
 
 
-def queue_commands(levers: list[str], seeds: list[int], prefix: str, equal_time_steps: int):
+def overrides(lever: str, float32_steps: int, reference_steps: int) -> dict[str, str]:
+    """The ``-S`` overrides of ``lever``: none for the default, else the previous default's
+    with the lever's own on top, equal-time budgets filled in."""
+    if LEVERS[lever] is None:
+        return {}
+    steps = {FLOAT32_STEPS: str(float32_steps), REFERENCE_STEPS: str(reference_steps)}
+    merged = {**PREVIOUS_DEFAULT, **LEVERS[lever]}
+    return {key: steps.get(value, value) for key, value in merged.items()}
+
+
+def queue_commands(
+    levers: list[str], seeds: list[int], prefix: str, float32_steps: int, reference_steps: int
+):
     """The `dvc exp run --queue` command lines of ``levers`` × ``seeds``."""
     for lever in levers:
-        overrides = [o.replace(EQUAL_TIME, str(equal_time_steps)) for o in LEVERS[lever]]
+        settings = overrides(lever, float32_steps, reference_steps)
         for run_seed in seeds:
             command = ["dvc", "exp", "run", "--queue", "-n", f"{prefix}{lever}-seed-{run_seed}"]
-            for override in [*overrides, f"train.seed={run_seed}"]:
-                command += ["-S", override]
+            for key, setting in {**settings, "train.seed": str(run_seed)}.items():
+                command += ["-S", f"{key}={setting}"]
             yield command
 
 
@@ -114,16 +137,24 @@ def main() -> None:
     parser.add_argument("--queue", nargs="+", choices=list(LEVERS), help="levers to queue")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument(
-        "--equal-time-steps",
+        "--float32-steps",
         type=int,
         default=880,
-        help="updates for float32 and reference: the default's 1,500 divided by the measured "
-        "bfloat16/float32 speed ratio (880 at 1.7x)",
+        help="updates for float32: the default's 1,500 times the float32/bfloat16 speed ratio "
+        "of `python -m benchmarks.train_step` (880 at 1/1.7)",
+    )
+    parser.add_argument(
+        "--reference-steps",
+        type=int,
+        default=880,
+        help="updates for the reference recipe: 1,500 times its speed ratio to the default "
+        "(`sagan update=alternating` against `sagan mixed_bfloat16` in benchmarks.train_step)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the queue commands only")
     args = parser.parse_args()
     if args.queue:
-        for command in queue_commands(args.queue, args.seeds, args.prefix, args.equal_time_steps):
+        steps = (args.float32_steps, args.reference_steps)
+        for command in queue_commands(args.queue, args.seeds, args.prefix, *steps):
             print(" ".join(command))
             if not args.dry_run:
                 subprocess.run(command, check=True)

@@ -6,23 +6,38 @@ from benchmarks import recipe_study
 
 
 def test_each_lever_is_queued_alone_per_seed_with_the_equal_time_budget():
-    commands = list(recipe_study.queue_commands(["ttur", "float32"], [0, 2], "recipe-", 880))
+    commands = list(
+        recipe_study.queue_commands(["ttur", "reference", "default"], [0, 2], "recipe-", 880, 850)
+    )
     assert [c[5] for c in commands] == [
         "recipe-ttur-seed-0",
         "recipe-ttur-seed-2",
-        "recipe-float32-seed-0",
-        "recipe-float32-seed-2",
+        "recipe-reference-seed-0",
+        "recipe-reference-seed-2",
+        "recipe-default-seed-0",
+        "recipe-default-seed-2",
     ]
     assert commands[0][:4] == ["dvc", "exp", "run", "--queue"]
-    assert commands[1][6:] == ["-S", "train.d_lr=4e-4", "-S", "train.seed=2"]
-    assert commands[2][6:] == [
-        "-S",
+    previous = [f"{key}={value}" for key, value in recipe_study.PREVIOUS_DEFAULT.items()]
+    settings = commands[1][7::2]  # every value after a -S
+    assert settings == [*previous, "train.d_lr=4e-4", "train.seed=2"]
+    assert set(commands[2][6::2]) == {"-S"}
+    assert commands[2][7::2][-4:] == [
         "train.mixed_precision=none",
-        "-S",
-        "train.steps=880",
-        "-S",
+        "train.update=alternating",
+        "train.steps=850",
         "train.seed=0",
     ]
+    assert commands[4][6:] == ["-S", "train.seed=0"]  # the default: params.yaml as it is
+
+
+def test_a_lever_overrides_the_previous_default_where_they_share_a_key():
+    # the ema lever sets train.ema_decay, which the previous default sets to null: one -S
+    # each, the lever's value (DVC would not say which of two it kept)
+    assert recipe_study.overrides("previous-default", 880, 880)["train.ema_decay"] == "null"
+    (command,) = recipe_study.queue_commands(["ema"], [0], "recipe-", 880, 880)
+    decays = [setting for setting in command if setting.startswith("train.ema_decay=")]
+    assert decays == ["train.ema_decay=0.995"]
 
 
 def _row(lever: str, run_seed: int, fid: float) -> dict:
