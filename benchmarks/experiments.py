@@ -5,9 +5,10 @@ from __future__ import annotations
 import dvc.api
 
 
-def finished(prefix: str) -> list[dict]:
-    """The ``dvc exp show`` rows of the finished experiments whose names start with ``prefix``."""
-    rows = dvc.api.exp_show()
+def finished(prefix: str, commits: int = 20) -> list[dict]:
+    """The ``dvc exp show`` rows of the finished experiments whose names start with ``prefix``,
+    based on any of the last ``commits`` commits: a study outlives the commit it was queued on."""
+    rows = dvc.api.exp_show(num=commits)
     done = [row for row in rows if row.get("State") in (None, "Success")]
     return [row for row in done if (row.get("Experiment") or "").startswith(prefix)]
 

@@ -94,14 +94,14 @@ class TrainConfig:
     beta_2: float = _between(0.9, 0.0, 0.999999)
     loss: str = _choice("hinge", "hinge", "bce", "wasserstein")
     gp_weight: float = field(default=0.0, metadata={"min": 0.0})
-    ema_decay: float | None = _between(None, 0.0, 0.999999)
-    ema_start: int = field(default=0, metadata={"min": 0})
+    ema_decay: float | None = _between(0.995, 0.0, 0.999999)
+    ema_start: int = field(default=500, metadata={"min": 0})
     augment: tuple[str, ...] | None = field(default=None, metadata={"choices": AUGMENTATIONS})
     strategy: str = _choice("auto", "auto", "default", "mirrored", "multi_worker")
     worker_wait: float = _positive(120.0)
     mixed_precision: str = _choice("auto", "auto", "none", "mixed_float16", "mixed_bfloat16")
     jit_compile: bool = False
-    deterministic: bool = False
+    deterministic: bool = True
     seed: int = field(default=0, metadata={"min": 0})
     checkpoint_every: int = _positive(100)
     keep_checkpoints: int = _positive(3)
@@ -245,7 +245,8 @@ def _check_combinations(config: Config) -> None:
     if train.ema_decay is not None and train.epochs is None and train.ema_start >= train.steps:
         raise ConfigError(
             f"train.ema_start ({train.ema_start}) must be below train.steps ({train.steps}), "
-            "or the EMA generator never averages: lower ema_start or raise steps"
+            "or the EMA generator never averages: lower ema_start, raise steps, or set "
+            "ema_decay to null to sample G itself"
         )
     if train.augment is not None and list(train.augment) != sorted(
         set(train.augment), key=AUGMENTATIONS.index

@@ -33,6 +33,7 @@ def tiny_config(conditional: bool = False, **train_overrides) -> Config:
                 "log_every": 2,
                 "sample_every": 2,
                 "mixed_precision": "none",
+                "ema_start": 1,  # the default EMA generator, averaging from update 2
                 **train_overrides,
             }
         ),
@@ -173,6 +174,7 @@ def stage_workspace(
         "log_every": 4,
         "sample_every": 12,
         "deterministic": True,
+        "ema_start": 1,
     }
     params["train"].update({**tiny_train, **(train or {})})
     assert config_from_dict(params).data == data

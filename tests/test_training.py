@@ -65,7 +65,7 @@ def test_epochs_win_over_steps():
 
 
 def test_ema_generator_averages_the_weights(tmp_path):
-    config = tiny_config(ema_decay=0.5, steps=1)
+    config = tiny_config(ema_decay=0.5, ema_start=0, steps=1)
     trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
     before = trainer.ema_generator.get_layer("project").kernel.numpy()
     iterator = iter(images())

@@ -26,6 +26,7 @@ TINY = {
         "log_every": 2,
         "sample_every": 6,
         "deterministic": True,
+        "ema_start": 1,
     },
     "generate": {"num_samples": 16, "batch_size": 16, "interpolation_steps": 3},
     "encoder": {"steps": 6, "batch_size": 16, "feature_dim": 16},
