@@ -21,6 +21,7 @@ import argparse
 import keras
 import numpy as np
 
+from benchmarks.recipe_study import COLUMNS
 from sagan import paths
 from sagan.config import load_config
 from sagan.data.manifest import Manifest
@@ -35,17 +36,8 @@ from sagan.model.saved import GENERATOR, load_model
 from sagan.sampling.faces import sample_codes, sample_images
 from sagan.sampling.samples import sample_distribution
 
-KEYS = (
-    "fid",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-    "coherence",
-    "attribute_tv",
-    "attribute_tv_max",
-    "dropped_classes",
-)
+# The recipe study's quality columns, so the two tables read alike.
+KEYS = [key for _, file, key, _ in COLUMNS if file == "metrics/eval.json"]
 
 
 def standing_copy(generator: keras.Model, count: int, seed: int, conditioning) -> keras.Model:
