@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.recipe_study import COLUMNS
 from sagan import paths
-from sagan.config import load_config
+from sagan.config import TrainConfig, load_config
 from sagan.data.manifest import Manifest
 from sagan.evaluation.scoring import (
     attribute_reader,
@@ -40,12 +40,17 @@ from sagan.sampling.samples import sample_distribution
 KEYS = [key for _, file, key, _ in COLUMNS if file == "metrics/eval.json"]
 
 
-def standing_copy(generator: keras.Model, count: int, seed: int, conditioning) -> keras.Model:
-    """A copy of ``generator`` whose BatchNorm statistics are refitted on ``count`` faces."""
+def standing_copy(
+    generator: keras.Model, count: int, train: TrainConfig, conditioning
+) -> keras.Model:
+    """A copy of ``generator`` whose BatchNorm statistics are refitted on ``count`` faces, in
+    batches of ``train.batch_size`` as training refits the EMA generator."""
     copy = keras.models.clone_model(generator)
     copy.set_weights(generator.get_weights())
     latent_dim = generator.inputs[0].shape[-1]
-    refit_batch_norm(copy, standing_inputs(latent_dim, seed, 64, conditioning, count))
+    refit_batch_norm(
+        copy, standing_inputs(latent_dim, train.seed, train.batch_size, conditioning, count)
+    )
     return copy
 
 
@@ -56,7 +61,7 @@ def main() -> None:
         nargs="+",
         type=int,
         default=[512],
-        help="faces each standing refit averages (multiples of 64)",
+        help="faces each standing refit averages (multiples of train.batch_size)",
     )
     args = parser.parse_args()
     config = load_config()
@@ -73,7 +78,7 @@ def main() -> None:
     reader = attribute_reader(extractor, manifest, paths.ENCODER_MODEL)
     variants = {"moving averages (as trained)": generator}
     for count in args.standing_samples:
-        copy = standing_copy(generator, count, config.train.seed, conditioning)
+        copy = standing_copy(generator, count, config.train, conditioning)
         variants[f"standing statistics, {count} faces"] = copy
     print(f"| BatchNorm at sampling | {' | '.join(KEYS)} |")
     print("|---" * (len(KEYS) + 1) + "|")
