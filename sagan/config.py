@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -161,6 +162,7 @@ class AttentionConfig:
 class MlflowConfig:
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "sagan"
+    registered_model: str = field(default="sagan-generator", metadata={"name": True})
 
 
 @dataclass(frozen=True)
@@ -393,6 +395,10 @@ def _check_range(key: str, value: Any, rules: typing.Mapping[str, Any]) -> None:
         raise ConfigError(f"{key} must be at least {rules['min']}, got {_show(value)}")
     if "max" in rules and value > rules["max"]:
         raise ConfigError(f"{key} must be at most {rules['max']}, got {_show(value)}")
+    if rules.get("name") and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+        raise ConfigError(
+            f"{key} must be a name of letters, digits, '_', '.' and '-', got {_show(value)}"
+        )
     if rules.get("power_of_two") and (value < 1 or value & (value - 1)):
         raise ConfigError(f"{key} must be a power of two, got {_show(value)}")
 

@@ -1,4 +1,4 @@
-"""MLflow tracking: the only module that talks to MLflow.
+"""MLflow tracking: the only module that talks to MLflow's tracking store and model registry.
 
 The training loop reports through the small :class:`Tracker` interface, so the library runs
 and is tested without a tracking store (:class:`NullTracker`). One MLflow run spans a whole
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 from filelock import FileLock
 
 from sagan.config import Config, flatten
@@ -26,6 +25,16 @@ from sagan.files import read_json, write_json
 logger = logging.getLogger(__name__)
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # the one documented environment override
+
+
+BEST_ALIAS = "best"
+EXPERIMENT_NAME = "dvc_exp_name"
+SOURCE_TYPE, SOURCE_NAME = "mlflow.source.type", "mlflow.source.name"
+SOURCE_COMMIT = "mlflow.source.git.commit"
+REGISTERED_MODEL_DESCRIPTION = (
+    "SAGAN generators: a table of seed and count (or z) in, uint8 faces out. "
+    "Version tags: fid, recall, extractor; the alias best: the lowest FID of an extractor."
+)
 
 
 class TrackingError(RuntimeError):
@@ -76,11 +85,12 @@ def resolve_tracking_uri(configured: str, root: Path) -> str:
 class MlflowTracker:
     """Logs into one MLflow run through an explicit client (no global active run)."""
 
-    def __init__(self, tracking_uri: str, run_id: str):
+    def __init__(self, tracking_uri: str, run_id: str, model_id: str | None = None):
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
         self.run_id = run_id
+        self.model_id = model_id  # the logged generator's, once train has logged it
         self.client = MlflowClient(tracking_uri)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
@@ -100,24 +110,84 @@ class MlflowTracker:
         for start in range(0, len(entries), 100):  # MLflow takes at most 100 params a batch
             self.client.log_batch(self.run_id, params=entries[start : start + 100])
 
-    def log_generator(self, generator) -> None:
-        """The generator as an MLflow Keras model: z → images, or {z, attributes} → images."""
+    def log_python_model(
+        self,
+        model_file: Path,
+        artifacts: dict[str, Path],
+        code_dir: Path,
+        signature: Any,
+        input_example: Any,
+        requirements: list[str],
+    ) -> str:
+        """A pyfunc model from code (``model_file``, not a pickle) named ``generator``, with
+        ``code_dir`` (a package) copied in; returns its MLflow model id."""
         import mlflow
-        from mlflow.models import infer_signature
 
-        inputs = {x.name: np.zeros((1, *x.shape[1:]), np.float32) for x in generator.inputs}
-        example = inputs["z"] if len(inputs) == 1 else inputs  # a conditional G: by input name
-        signature = infer_signature(example, generator(example, training=False).numpy())
-        import keras
-        import tensorflow as tf
-
-        # Pinning the requirements spares MLflow a slow, failure-prone inference.
-        requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
         mlflow.set_tracking_uri(self.tracking_uri)
         with mlflow.start_run(run_id=self.run_id):
-            mlflow.keras.log_model(
-                generator, name="generator", signature=signature, pip_requirements=requirements
+            info = mlflow.pyfunc.log_model(
+                name="generator",
+                python_model=str(model_file),
+                artifacts={name: str(path) for name, path in artifacts.items()},
+                code_paths=[str(code_dir)],
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=requirements,
             )
+        self.model_id = info.model_id
+        return info.model_id
+
+    def register_generator(self, name: str, scores: dict[str, float], extractor: str) -> str:
+        """Register the logged generator as a version of ``name``, tagged with its scores.
+
+        Moves the alias ``best`` to the version of lowest FID among those scored with
+        ``extractor`` (FIDs of different feature networks do not compare) and returns the
+        version. Evaluating the same generator again updates its version, adds none.
+        """
+        from mlflow.exceptions import MlflowException
+
+        if self.model_id is None:
+            raise TrackingError(
+                "the MLflow run holds no logged generator (models/mlflow_run.json names none): "
+                "rerun train"
+            )
+        tags = {"fid": str(scores["fid"]), "recall": str(scores["recall"]), "extractor": extractor}
+        try:
+            with _store_lock(self.tracking_uri):  # two evaluations must not race for "best"
+                version = self._model_version(name)
+                for key, tag in tags.items():
+                    self.client.set_model_version_tag(name, version, key, tag)
+                scored = [
+                    v
+                    for v in self.client.search_model_versions(f"name = '{name}'")
+                    if v.tags.get("extractor") == extractor and "fid" in v.tags
+                ]
+                best = min(scored, key=lambda v: float(v.tags["fid"]))
+                self.client.set_registered_model_alias(name, BEST_ALIAS, best.version)
+        except MlflowException as error:
+            raise TrackingError(f"cannot register the generator as {name!r}: {error}") from error
+        return version
+
+    def _model_version(self, name: str) -> str:
+        """The version of ``name`` that holds this run's generator, created (with the
+        registered model, if new) when missing."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name, description=REGISTERED_MODEL_DESCRIPTION)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        source = self.client.get_logged_model(self.model_id).artifact_location
+        for version in self.client.search_model_versions(
+            f"name = '{name}' and run_id = '{self.run_id}'"
+        ):
+            if version.source == source:
+                return str(version.version)
+        created = self.client.create_model_version(
+            name, source, run_id=self.run_id, model_id=self.model_id
+        )
+        return str(created.version)
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
@@ -160,7 +230,9 @@ def start_run(
                     config.mlflow.experiment, artifact_location=_artifact_root(uri, root)
                 )
             )
-        run = client.create_run(experiment_id, tags=tags)
+            run = client.create_run(
+                experiment_id, tags=tags, run_name=_run_name(client, experiment_id, tags)
+            )
     except (MlflowException, OSError) as error:
         raise TrackingError(
             f"cannot use the MLflow store {uri} (mlflow.tracking_uri or ${TRACKING_URI_ENV}): "
@@ -203,27 +275,47 @@ def _check_server(uri: str) -> None:
 
 
 def run_tags(manifest_sha256: str | None) -> dict[str, str]:
-    """Git commit, DVC experiment name and data manifest hash, where known."""
-    tags = {}
+    """Git commit, DVC experiment name and data manifest hash, where known, and MLflow's
+    source tags (the UI's *Source* column: the pipeline at that commit)."""
+    tags = {SOURCE_TYPE: "LOCAL", SOURCE_NAME: "dvc.yaml"}
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
     )
     if commit.returncode == 0:
-        tags["git_commit"] = commit.stdout.strip()
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+        tags["git_commit"] = tags[SOURCE_COMMIT] = commit.stdout.strip()
+    if os.environ.get("DVC_EXP_NAME"):  # DVC's own variable, set in `dvc exp run`
+        tags[EXPERIMENT_NAME] = os.environ["DVC_EXP_NAME"]
     if manifest_sha256:
         tags["data_manifest_sha256"] = manifest_sha256
     return tags
 
 
+def _run_name(client, experiment_id: str, tags: dict[str, str]) -> str | None:
+    """The DVC experiment's name, else the short commit and a counter (``1a2b3c4-2``)."""
+    if EXPERIMENT_NAME in tags:
+        return tags[EXPERIMENT_NAME]
+    if "git_commit" not in tags:
+        return None  # MLflow picks a random one
+    short = tags["git_commit"][:7]
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"attributes.run_name LIKE '{short}-%'", max_results=1000
+    )
+    return f"{short}-{len(runs) + 1}"
+
+
 def write_run_file(path: Path, tracker: MlflowTracker) -> None:
-    """Record the run id for the later stages."""
-    write_json(path, {"run_id": tracker.run_id})
+    """Record the run id (and the logged generator's model id) for the later stages."""
+    record = {"run_id": tracker.run_id}
+    if tracker.model_id is not None:
+        record["model_id"] = tracker.model_id
+    write_json(path, record)
 
 
 def reopen_run(config: Config, run_file: Path) -> MlflowTracker:
     """The run that train opened, for generate and evaluate to log into."""
     if not run_file.is_file():
         raise TrackingError(f"{run_file} is missing: run the train stage first")
-    return start_run(config, tags={}, run_id=read_json(run_file)["run_id"])
+    record = read_json(run_file)
+    tracker = start_run(config, tags={}, run_id=record["run_id"])
+    tracker.model_id = record.get("model_id")
+    return tracker

@@ -70,6 +70,9 @@ def main() -> int:
         tracker.log_metrics({f"eval_{key}": value for key, value in scores.items()}, step=0)
         tracker.log_artifact(paths.EVAL_METRICS, "evaluate")
         logger.info("%s", scores)
+        name = config.mlflow.registered_model
+        version = tracker.register_generator(name, scores, settings.extractor)
+        logger.info("registered the generator as models:/%s/%s", name, version)
     return stage.exit_code
 
 

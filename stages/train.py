@@ -19,6 +19,7 @@ from sagan.config import ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset
 from sagan.precision import resolve_precision
+from sagan.sampling.served import log_generator
 from sagan.stage import Stage
 from sagan.tracking import NullTracker, TrackingError, write_run_file
 from sagan.training.checkpoints import CheckpointError
@@ -89,7 +90,8 @@ def main() -> int:
         metrics = train(config, trainer, dataset, num_images, train_paths, tracker, chief)
         if chief:
             save_outputs(trainer, metrics, paths.MODELS_DIR, paths.TRAIN_METRICS)
-            tracker.log_generator(trainer.sampling_generator())
+            conditioning_file = paths.CONDITIONING_FILE if conditioning is not None else None
+            log_generator(tracker, trainer.sampling_generator(), conditioning_file)
             write_run_file(paths.RUN_FILE, tracker)
         else:
             logger.info("%s: done; the chief writes the outputs", cluster.name)

@@ -7,20 +7,27 @@ which stages a param edit invalidates, and the MLflow runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import sysconfig
+import textwrap
+import time
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pytest
+import requests
 import yaml
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from sagan.data import synthetic
 
@@ -45,7 +52,7 @@ def _run(*command: str, cwd: Path) -> str:
         command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=900
     )
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def _edit_params(repo: Path, changes: dict) -> None:
@@ -62,7 +69,7 @@ def _repro(repo: Path) -> set[str]:
 
 def _tiny_repo(root: Path) -> Path:
     """A copy of the project's tracked files in a fresh git repository, with tiny params, after
-    its first `dvc repro`."""
+    its first `dvc repro` (what it printed: ``repro.log`` beside it)."""
     tracked = _run("git", "ls-files", cwd=REPO).splitlines()
     for name in tracked:
         if (REPO / name).is_file():
@@ -73,7 +80,7 @@ def _tiny_repo(root: Path) -> Path:
     _run("git", "init", "-q", cwd=root)
     _run("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=root)
     _run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny", cwd=root)
-    _run("dvc", "repro", cwd=root)
+    (root.parent / "repro.log").write_text(_run("dvc", "repro", cwd=root))
     return root
 
 
@@ -139,6 +146,13 @@ def test_metrics_are_finite_numbers(repo):
     assert all(math.isfinite(value) for value in training.values())
 
 
+def test_the_stages_print_their_own_lines_and_no_tensorflow_noise(repo):
+    printed = (repo.parent / "repro.log").read_text()
+    assert "registered the generator as models:/sagan-generator/1" in printed
+    noise = ("absl::InitializeLog", "oneDNN", "cuda drivers", "cuInit", "cpu_feature_guard")
+    assert not [line for line in printed.splitlines() if any(n in line for n in noise)]
+
+
 def test_a_second_repro_does_nothing(repo):
     output = _run("dvc", "repro", cwd=repo)
     assert "didn't change, skipping" in output and "Running stage" not in output
@@ -193,12 +207,120 @@ def test_every_training_run_lands_whole_in_mlflow(repo):
         attention = [a.path for a in client.list_artifacts(run.info.run_id, "attention")]
         assert "attention/generator_attention_16.png" in attention
 
-    import sagan.model.layers  # noqa: F401  (registers the custom layers, as the README shows)
+    commit = _run("git", "rev-parse", "HEAD", cwd=repo).strip()
+    assert [run.info.run_name for run in runs] == [f"{commit[:7]}-1", f"{commit[:7]}-2"]
+    assert runs[0].data.tags["mlflow.source.git.commit"] == commit
 
-    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
-    generator = mlflow.keras.load_model(f"runs:/{runs[-1].info.run_id}/generator")
-    faces = generator(np.zeros((2, 16), np.float32)).numpy()
-    assert faces.shape == (2, 32, 32, 3) and np.abs(faces).max() <= 1.0
+
+def test_evaluate_registers_each_run_and_best_is_the_lowest_fid(repo):
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    versions = client.search_model_versions("name = 'sagan-generator'")
+    fids = {str(v.version): float(v.tags["fid"]) for v in versions}
+    assert len(fids) == 2 and {v.tags["extractor"] for v in versions} == {"encoder"}
+    best = client.get_model_version_by_alias("sagan-generator", "best")
+    assert fids[str(best.version)] == min(fids.values())
+
+
+def test_a_process_that_cannot_import_this_repo_draws_faces_from_best(repo, tmp_path):
+    # Only the installed dependencies: `python -S` skips the .pth file of the project's
+    # editable install, so `sagan` comes from the model's own copy of the code or not at all.
+    script = textwrap.dedent(
+        """
+        import importlib.util, sys, mlflow, pandas as pd
+        assert importlib.util.find_spec("sagan") is None
+        model = mlflow.pyfunc.load_model("models:/sagan-generator@best")
+        faces = model.predict(pd.DataFrame({"seed": [0], "count": [3]}))
+        ours = [m.__file__ for n, m in sys.modules.items() if n.split(".")[0] == "sagan"]
+        print(faces.shape, faces.dtype, all("/artifacts/code/sagan/" in f for f in ours))
+        """
+    )
+    environment = {
+        **os.environ,
+        "PYTHONPATH": sysconfig.get_paths()["purelib"],
+        "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "(3, 32, 32, 3) uint8 True"
+
+
+def test_the_served_model_draws_the_faces_generate_drew_and_refuses_bad_requests(repo):
+    model_id = json.loads((repo / "models" / "mlflow_run.json").read_text())["model_id"]
+    batch = TINY["generate"]["batch_size"]
+    generated = np.stack(
+        [np.asarray(Image.open(repo / "samples" / "images" / f"{i:06d}.png")) for i in range(batch)]
+    )
+    with _served(repo, f"models:/{model_id}") as url:
+
+        def faces(count: int) -> np.ndarray:
+            request = {"dataframe_split": {"columns": ["seed", "count"], "data": [[0, count]]}}
+            answer = requests.post(f"{url}/invocations", json=request, timeout=120)
+            assert answer.status_code == 200, answer.text
+            return np.asarray(answer.json()["predictions"], np.uint8)
+
+        # generate.seed is 0. A request that fills one of generate's batches draws its faces
+        # to the bit; a smaller one differs by at most 1 in a few values (the tiny model
+        # computes in bfloat16, which rounds differently in batches of another size).
+        np.testing.assert_array_equal(faces(batch), generated)
+        few = faces(3).astype(int) - generated[:3]
+        assert few.shape == (3, 32, 32, 3) and np.abs(few).max() <= 1
+        for bad, message in (
+            ({"seed": 0, "count": -2}, "count must be at least 1, got -2"),
+            ({"seed": 0}, "missing: ['count']"),
+        ):
+            answer = requests.post(
+                f"{url}/invocations", json={"dataframe_records": [bad]}, timeout=120
+            )
+            assert answer.status_code == 400 and message in answer.json()["message"], answer.text
+
+
+@contextlib.contextmanager
+def _served(repo: Path, model_uri: str):
+    """`mlflow models serve` on a free local port: its URL once it answers, stopped after."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}",
+    }
+    command = ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    server = subprocess.Popen(
+        [*command, "-h", "127.0.0.1", "-p", str(port)],
+        cwd=repo,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its workers stop with it
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stdout.read().decode()
+            assert time.monotonic() < deadline, "the model server did not answer in 180 s"
+            try:
+                if requests.get(f"{url}/ping", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 def test_a_conditional_pipeline_writes_its_attributes_and_metrics(repo):

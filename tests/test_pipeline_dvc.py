@@ -109,3 +109,10 @@ def test_params_are_the_keys_that_shape_the_output(name) -> None:
         if any(key == read or key.startswith(f"{read}.") for read in READS[name])
     } - OUTPUT_NEUTRAL
     assert set(_stage(name)["params"]) == expected
+
+
+def test_the_generator_is_a_model_artifact_of_the_train_stage() -> None:
+    artifact = yaml.safe_load((REPO / "dvc.yaml").read_text())["artifacts"]["sagan-generator"]
+    assert artifact["type"] == "model" and artifact["desc"] and artifact["labels"]
+    assert artifact["path"] == paths.MODELS_DIR.as_posix()
+    assert artifact["path"] in _out_paths(_stage("train"))

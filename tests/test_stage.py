@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
+import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
+from sagan.quiet import import_tensorflow_quietly
 from sagan.stage import Stage
+from tests.conftest import REPO
 
 LOGGER = logging.getLogger("stages.test")
 
@@ -88,3 +94,52 @@ def test_entering_sweeps_the_temporaries_of_the_folders_the_stage_owns(tmp_path)
         pass
     assert sorted(p.name for p in owned.rglob("*")) == ["000000.png", "images"]
     assert len(list(other.iterdir())) == 2  # not this stage's: left alone
+
+
+TENSORFLOW_NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "cpu_feature_guard")
+
+
+def _import_stages(**environment: str) -> subprocess.CompletedProcess:
+    """A fresh process that imports the stages package, then runs a TensorFlow op."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | environment
+    script = (
+        "import os, stages, tensorflow as tf; tf.constant(1) + 1; "
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_stages_start_without_tensorflow_noise_unless_the_user_sets_its_level() -> None:
+    quiet = _import_stages()
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.strip() == "2"
+    assert not [
+        line for line in quiet.stderr.splitlines() if any(n in line for n in TENSORFLOW_NOISE)
+    ]
+    # The user's own level wins: nothing is hidden (and at 0 TensorFlow always says something,
+    # the oneDNN notice on an x86 CPU, its GPUs on a GPU machine).
+    chosen = _import_stages(TF_CPP_MIN_LOG_LEVEL="0")
+    assert chosen.returncode == 0 and chosen.stdout.strip() == "0"
+    assert any(n in chosen.stderr for n in TENSORFLOW_NOISE)
+
+
+def test_a_failed_quiet_import_shows_what_tensorflow_printed(monkeypatch, capfd) -> None:
+    def broken_import(name, *args, **kwargs):
+        if name == "tensorflow":
+            os.write(2, b"the reason tensorflow failed\n")
+            raise ImportError("no tensorflow")
+        return real_import(name, *args, **kwargs)
+
+    real_import = builtins.__import__
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.setattr(builtins, "__import__", broken_import)
+    with pytest.raises(ImportError, match="no tensorflow"):
+        import_tensorflow_quietly()
+    assert "the reason tensorflow failed" in capfd.readouterr().err

@@ -4,16 +4,22 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from sagan.config import Config, MlflowConfig, ModelConfig
+from sagan.files import read_json
+from sagan.model.conditioning import conditioning_from_labels
 from sagan.model.networks import build_generator
+from sagan.sampling.faces import sample_images
+from sagan.sampling.served import log_generator
 from sagan.tracking import (
     TrackingError,
     reopen_run,
     repo_root,
     resolve_tracking_uri,
+    run_tags,
     start_run,
     write_run_file,
 )
@@ -54,7 +60,8 @@ def test_a_run_holds_params_tags_metrics_artifacts_and_a_loadable_generator(in_r
     picture.write_bytes(b"\x89PNG not really")
     tracker.log_artifact(picture, "samples")
     generator = build_generator(config.model, 32)
-    tracker.log_generator(generator)
+    model_id = log_generator(tracker, generator)
+    write_run_file(in_repo / "run.json", tracker)
     tracker.finish()
 
     client = MlflowClient(f"sqlite:///{in_repo}/mlflow.db")
@@ -72,9 +79,10 @@ def test_a_run_holds_params_tags_metrics_artifacts_and_a_loadable_generator(in_r
     assert (in_repo / "mlruns").is_dir()
 
     mlflow.set_tracking_uri(f"sqlite:///{in_repo}/mlflow.db")
-    loaded = mlflow.keras.load_model(f"runs:/{tracker.run_id}/generator")
-    z = np.random.default_rng(0).standard_normal((2, 8)).astype("float32")
-    np.testing.assert_allclose(loaded(z).numpy(), generator(z).numpy(), atol=1e-6)
+    loaded = mlflow.pyfunc.load_model(f"models:/{model_id}")
+    faces = loaded.predict(pd.DataFrame({"seed": [3], "count": [2]}))
+    np.testing.assert_array_equal(faces, next(sample_images(generator, 2, 3)))
+    assert read_json(in_repo / "run.json") == {"run_id": tracker.run_id, "model_id": model_id}
 
 
 def test_later_stages_reopen_the_same_run(in_repo):
@@ -104,15 +112,78 @@ def test_an_unreachable_store_fails_before_training(in_repo):
         start_run(config, {})
 
 
-def test_a_conditional_generator_is_logged_with_named_inputs(in_repo):
+def test_a_conditional_generator_asks_for_its_attributes(in_repo):
     config = Config(model=ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True))
+    conditioning = conditioning_from_labels(None, ("glasses",), (2,), np.array([[0], [1]]))
+    conditioning.save(in_repo / "attributes.json")
     tracker = start_run(config, {})
-    generator = build_generator(config.model, 32, attribute_dim=3)
-    tracker.log_generator(generator)
+    generator = build_generator(config.model, 32, attribute_dim=2)
+    model_id = log_generator(tracker, generator, in_repo / "attributes.json")
     tracker.finish()
     mlflow.set_tracking_uri(f"sqlite:///{in_repo}/mlflow.db")
-    loaded = mlflow.keras.load_model(f"runs:/{tracker.run_id}/generator")
-    inputs = [np.ones((2, 8), np.float32), np.eye(3, dtype=np.float32)[[0, 2]]]
-    np.testing.assert_allclose(loaded(inputs).numpy(), generator(inputs).numpy(), atol=1e-6)
-    signature = mlflow.models.get_model_info(f"runs:/{tracker.run_id}/generator").signature
-    assert signature.inputs.input_names() == ["z", "attributes"]
+    signature = mlflow.models.get_model_info(f"models:/{model_id}").signature
+    assert signature.inputs.input_names() == ["seed", "count", "z", "glasses"]
+    assert signature.outputs.inputs[0].shape == (-1, 32, 32, 3)
+
+
+def _evaluated(config: Config, model_id: str, fid: float, extractor: str):
+    """A finished run whose generator (``model_id``) was evaluated at ``fid``: its version."""
+    tracker = start_run(config, {})
+    tracker.model_id = model_id  # one logged model stands in for each run's own
+    version = tracker.register_generator("faces", {"fid": fid, "recall": 0.5}, extractor)
+    tracker.finish()
+    return tracker, version
+
+
+def test_best_moves_to_the_lowest_fid_of_the_same_extractor(in_repo):
+    config = Config(model=ModelConfig(latent_dim=8, g_width=8, d_width=8))
+    tracker = start_run(config, {})
+    model_id = log_generator(tracker, build_generator(config.model, 32))
+    tracker.finish()
+    client = MlflowClient(f"sqlite:///{in_repo}/mlflow.db")
+
+    def best() -> str:
+        return str(client.get_model_version_by_alias("faces", "best").version)
+
+    first, version = _evaluated(config, model_id, 300.0, "encoder")
+    assert version == "1" and best() == "1"
+    tags = client.get_model_version("faces", "1").tags
+    assert tags == {"fid": "300.0", "recall": "0.5", "extractor": "encoder"}
+    assert _evaluated(config, model_id, 200.0, "encoder")[1] == "2" and best() == "2"
+    assert _evaluated(config, model_id, 250.0, "encoder")[1] == "3" and best() == "2"
+    # An Inception FID does not compare with encoder FIDs: best among Inception versions.
+    assert _evaluated(config, model_id, 900.0, "inception")[1] == "4" and best() == "4"
+    # Evaluating a run again (a later stage: it reopens the run from the run file) updates
+    # its version; no new one.
+    write_run_file(in_repo / "run.json", first)
+    again = reopen_run(config, in_repo / "run.json")
+    assert again.register_generator("faces", {"fid": 100.0, "recall": 0.6}, "encoder") == "1"
+    again.finish()
+    assert best() == "1" and len(client.search_model_versions("name = 'faces'")) == 4
+    assert client.get_model_version("faces", "1").tags["fid"] == "100.0"
+
+
+def test_a_run_without_a_logged_generator_is_not_registered(in_repo):
+    tracker = start_run(Config(), {})
+    with pytest.raises(TrackingError, match="holds no logged generator.*rerun train"):
+        tracker.register_generator("faces", {"fid": 1.0, "recall": 1.0}, "encoder")
+
+
+def test_runs_are_named_after_the_experiment_or_the_commit_and_a_counter(in_repo):
+    commit = {"git_commit": "0123456789abcdef"}
+    names = [start_run(Config(), dict(commit)).run_id for _ in range(2)]
+    names.append(start_run(Config(), {**commit, "dvc_exp_name": "tall-pine"}).run_id)
+    client = MlflowClient(f"sqlite:///{in_repo}/mlflow.db")
+    assert [client.get_run(run).info.run_name for run in names] == [
+        "0123456-1",
+        "0123456-2",
+        "tall-pine",
+    ]
+
+
+def test_run_tags_name_the_source_and_the_experiment(monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "tall-pine")
+    tags = run_tags("feed")
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"] == "dvc.yaml"
+    assert tags["mlflow.source.git.commit"] == tags["git_commit"] and len(tags["git_commit"]) == 40
+    assert tags["dvc_exp_name"] == "tall-pine" and tags["data_manifest_sha256"] == "feed"

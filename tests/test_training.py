@@ -17,7 +17,7 @@ from sagan.config import AUGMENTATIONS, Config
 from sagan.tracking import NullTracker
 from sagan.training.checkpoints import CheckpointError, fingerprint
 from sagan.training.loop import NonFiniteLossError, TrainPaths, total_steps, train
-from sagan.training.step import MAX_CONDITIONAL_CRITICS, GANTrainer
+from sagan.training.step import MAX_CONDITIONAL_CRITICS, GANTrainer, make_strategy
 from tests.conftest import (
     IMAGE_SIZE,
     conditioning,
@@ -306,3 +306,12 @@ def test_ctrl_c_during_a_tracker_write_lets_it_finish_then_stops(tmp_path):
     assert tracker.logged == [2]
     directory = tmp_path / "checkpoints" / fingerprint(config)
     assert tf.train.latest_checkpoint(str(directory)).endswith("ckpt-2")
+
+
+@pytest.mark.skipif(bool(tf.config.list_logical_devices("GPU")), reason="a GPU is visible")
+def test_asking_for_mirrored_gpus_on_a_cpu_says_so_in_one_line(caplog):
+    strategy = make_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 1
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "train.strategy is mirrored but TensorFlow sees no GPU: training on the CPU"
+    ]

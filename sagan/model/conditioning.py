@@ -69,8 +69,17 @@ class Conditioning:
         """
         if not fixed:
             return self
+        self.check_classes(fixed, key)
         keep = np.ones(len(self.rows), bool)
         for name, value in fixed.items():
+            keep &= self.rows[:, self.names.index(name)] == value
+        if not keep.any():
+            raise ConfigError(f"{key}: no training image has {dict(fixed)}")
+        return dataclasses.replace(self, rows=self.rows[keep], counts=self.counts[keep])
+
+    def check_classes(self, classes: Mapping[str, int], key: str) -> None:
+        """Every name conditioned on, every class in range, or a ConfigError naming ``key``."""
+        for name, value in classes.items():
             if name not in self.names:
                 raise ConfigError(
                     f"{key}: the model is not conditioned on {name!r}; "
@@ -82,10 +91,6 @@ class Conditioning:
                     f"{key}.{name} must be a class from 0 to {self.classes[column] - 1}, "
                     f"got {value}"
                 )
-            keep &= self.rows[:, column] == value
-        if not keep.any():
-            raise ConfigError(f"{key}: no training image has {dict(fixed)}")
-        return dataclasses.replace(self, rows=self.rows[keep], counts=self.counts[keep])
 
     def save(self, path: Path) -> None:
         record = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}

@@ -6,7 +6,7 @@ interpolation's ends, ``(seed, 2)`` the samples' attributes (conditional models)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keras
@@ -73,7 +73,7 @@ def sample_images(
 
     A conditional generator gets ``attributes`` (count, K), one one-hot row per image.
     """
-    forward = tf.function(lambda inputs: generator(inputs, training=False), reduce_retracing=True)
+    forward = inference_graph(generator)
     latent_dim = generator.inputs[0].shape[-1]
     with tqdm(total=count, desc="generate", unit="img", dynamic_ncols=True) as progress:
         done = 0
@@ -83,6 +83,15 @@ def sample_images(
             done += len(images)
             progress.update(len(images))
             yield images
+
+
+def inference_graph(generator: keras.Model) -> Callable:
+    """G's sampling pass (``training=False``) as one graph, traced again only for new shapes.
+
+    Everything that draws faces for people to compare calls it, so that one seed gives the
+    same faces whoever draws them.
+    """
+    return tf.function(lambda inputs: generator(inputs, training=False), reduce_retracing=True)
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:

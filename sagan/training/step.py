@@ -43,6 +43,7 @@ with attribute rows drawn from the training split's combinations at their freque
 from __future__ import annotations
 
 import functools
+import logging
 
 import keras
 import tensorflow as tf
@@ -56,6 +57,7 @@ from sagan.precision import resolve_precision
 from sagan.training.augment import augment
 from sagan.training.losses import get_losses, gradient_penalty
 
+logger = logging.getLogger(__name__)
 SUM = tf.distribute.ReduceOp.SUM
 _DRAWS_PER_STEP = 64  # room for n_critic noise draws, GP draws and the G draw of one step
 # Attribute draws count down from below the G noise (purpose 63), apart from 2·critic (+1).
@@ -69,9 +71,14 @@ _COTANGENT_FLOOR = 2.0**-32
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """``auto`` picks MirroredStrategy when more than one GPU is visible, else the default."""
+    gpus = len(tf.config.list_logical_devices("GPU"))
     if name == "auto":
-        name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
+        name = "mirrored" if gpus > 1 else "default"
     if name == "mirrored":
+        if gpus == 0:
+            logger.warning(
+                "train.strategy is mirrored but TensorFlow sees no GPU: training on the CPU"
+            )
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()

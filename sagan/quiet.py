@@ -1,0 +1,42 @@
+"""TensorFlow imported without its C++ start-up noise.
+
+Loading TensorFlow prints oneDNN notices, "could not find cuda drivers", advice on CPU
+instructions, and a failed ``cuInit`` when it looks for GPUs. Most of it goes through absl
+before TensorFlow's log level applies, so ``TF_CPP_MIN_LOG_LEVEL`` alone cannot hide it. The
+stages import TensorFlow here first, with the process's stderr pointed at a temporary file:
+dropped when the import succeeds, replayed when it fails. Afterwards the level is 2, so
+TensorFlow's errors still show. A user who sets ``TF_CPP_MIN_LOG_LEVEL`` sees everything, as
+TensorFlow prints it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"  # TensorFlow's own variable
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and find its devices, hiding what they print (unless the user chose
+    a log level)."""
+    if LOG_LEVEL in os.environ:
+        return
+    os.environ[LOG_LEVEL] = "2"  # errors only, once TensorFlow's logging is set up
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_logical_devices()  # the search for GPUs prints too
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
