@@ -6,7 +6,8 @@ Side by side in one process, on the same random batches:
 - ``sagan``: :class:`sagan.training.step.GANTrainer` with its defaults (the simultaneous update: one
   forward and one backward pass through D serve the D and the G update), then with two
   backward passes (one gradient tape per network, to show what sharing the backward pass
-  buys), with ``jit_compile``, with the alternating update, and in ``mixed_bfloat16``.
+  buys), with ``jit_compile``, with the alternating update, and in ``mixed_bfloat16`` (also
+  with ``n_critic: 2``: two D updates per G update).
 
 The "effective MFU" counts the FLOPs of the straightforward step for every variant (the
 work one training step does, however it is computed) against the measured peak, so it
@@ -158,6 +159,8 @@ def main() -> None:
         "sagan jit_compile": {"jit_compile": True},
         "sagan update=alternating": {"update": "alternating"},
         "sagan mixed_bfloat16": {"mixed_precision": "mixed_bfloat16"},
+        # the recipe study's n_critic lever: its updates per minute against the line above
+        "sagan mixed_bfloat16 n_critic=2": {"mixed_precision": "mixed_bfloat16", "n_critic": 2},
     }.items():
         # float32 unless the variant says otherwise (params.yaml's default is bfloat16)
         options = {"mixed_precision": "none", **options}

@@ -85,6 +85,13 @@ def test_a_typo_names_the_key_and_lists_the_valid_ones():
         ("data", "image_size", 48, "data.image_size must be one of 32, 64, 128, got 48"),
         ("data", "num_train", -1, "data.num_train must be a positive integer, got -1"),
         ("evaluate", "kid_subset_size", 1, "evaluate.kid_subset_size must be at least 2, got 1"),
+        (
+            "mlflow",
+            "registered_model",
+            "my model",
+            "mlflow.registered_model must be a name of letters, digits, '_', '.' and '-', "
+            "got 'my model'",
+        ),
     ],
 )
 def test_bad_values_name_the_full_key(section, key, value, message):

@@ -7,7 +7,9 @@ from benchmarks import recipe_study
 
 def test_each_lever_is_queued_alone_per_seed_with_the_equal_time_budget():
     commands = list(
-        recipe_study.queue_commands(["ttur", "reference", "default"], [0, 2], "recipe-", 880, 850)
+        recipe_study.queue_commands(
+            ["ttur", "reference", "default"], [0, 2], "recipe-", {recipe_study.REFERENCE_STEPS: 850}
+        )
     )
     assert [c[5] for c in commands] == [
         "recipe-ttur-seed-0",
@@ -34,10 +36,25 @@ def test_each_lever_is_queued_alone_per_seed_with_the_equal_time_budget():
 def test_a_lever_overrides_the_previous_default_where_they_share_a_key():
     # the ema lever sets train.ema_decay, which the previous default sets to null: one -S
     # each, the lever's value (DVC would not say which of two it kept)
-    assert recipe_study.overrides("previous-default", 880, 880)["train.ema_decay"] == "null"
-    (command,) = recipe_study.queue_commands(["ema"], [0], "recipe-", 880, 880)
+    assert recipe_study.overrides("previous-default", {})["train.ema_decay"] == "null"
+    (command,) = recipe_study.queue_commands(["ema"], [0], "recipe-", {})
     decays = [setting for setting in command if setting.startswith("train.ema_decay=")]
     assert decays == ["train.ema_decay=0.995"]
+
+
+def test_the_combined_lever_is_the_default_with_n_critic_2_at_equal_time():
+    (command,) = recipe_study.queue_commands(
+        ["ema-n-critic-2"], [1], "recipe-", {recipe_study.N_CRITIC_STEPS: 930}
+    )
+    settings = dict(setting.split("=", 1) for setting in command[7::2])
+    assert settings == {
+        "train.ema_decay": "0.995",
+        "train.ema_start": "500",
+        "train.deterministic": "true",
+        "train.n_critic": "2",
+        "train.steps": "930",
+        "train.seed": "1",
+    }
 
 
 def _row(lever: str, run_seed: int, fid: float) -> dict:
