@@ -16,14 +16,18 @@ import sys
 import tempfile
 
 LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"  # TensorFlow's own variable
+# Marks a level set here, not by the user: processes started from a quiet one (`dvc repro`
+# run by a test, a stage's workers) inherit both and stay quiet too.
+SET_HERE = "SAGAN_QUIET_TENSORFLOW"
 
 
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow and find its devices, hiding what they print (unless the user chose
     a log level)."""
-    if LOG_LEVEL in os.environ:
+    if LOG_LEVEL in os.environ and SET_HERE not in os.environ:
         return
     os.environ[LOG_LEVEL] = "2"  # errors only, once TensorFlow's logging is set up
+    os.environ[SET_HERE] = "1"
     sys.stderr.flush()
     with tempfile.TemporaryFile() as captured:
         saved = os.dup(2)

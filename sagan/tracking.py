@@ -142,7 +142,7 @@ class MlflowTracker:
 
         Moves the alias ``best`` to the version of lowest FID among those scored with
         ``extractor`` (FIDs of different feature networks do not compare) and returns the
-        version. Evaluating the same generator again updates its version, adds none.
+        version. Evaluating the same run again updates its version, adds none.
         """
         from mlflow.exceptions import MlflowException
 
@@ -169,8 +169,8 @@ class MlflowTracker:
         return version
 
     def _model_version(self, name: str) -> str:
-        """The version of ``name`` that holds this run's generator, created (with the
-        registered model, if new) when missing."""
+        """This run's version of ``name``, created (with the registered model, if new) when
+        missing."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -178,12 +178,13 @@ class MlflowTracker:
         except MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        source = self.client.get_logged_model(self.model_id).artifact_location
+        # A run trains one generator: logged again (train rerun on its finished checkpoint),
+        # it has the same weights, and keeps its version.
         for version in self.client.search_model_versions(
             f"name = '{name}' and run_id = '{self.run_id}'"
         ):
-            if version.source == source:
-                return str(version.version)
+            return str(version.version)
+        source = self.client.get_logged_model(self.model_id).artifact_location
         created = self.client.create_model_version(
             name, source, run_id=self.run_id, model_id=self.model_id
         )

@@ -19,6 +19,15 @@ IMAGE_SIZE = 32  # the smallest size with a 16x16 attention map in G and D
 BATCH = 8
 
 
+# What TensorFlow prints as it loads and looks for GPUs (sagan/quiet.py hides it).
+TENSORFLOW_NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "cpu_feature_guard")
+
+
+def tensorflow_noise(printed: str) -> list[str]:
+    """The lines of ``printed`` that are TensorFlow's start-up logs."""
+    return [line for line in printed.splitlines() if any(n in line for n in TENSORFLOW_NOISE)]
+
+
 def tiny_config(conditional: bool = False, **train_overrides) -> Config:
     """The smallest Config that exercises every part: 32px faces, 8-channel networks, float32,
     4 generator updates with a log row, a sample grid and a checkpoint every 2."""

@@ -13,7 +13,7 @@ import pytest
 
 from sagan.quiet import import_tensorflow_quietly
 from sagan.stage import Stage
-from tests.conftest import REPO
+from tests.conftest import REPO, tensorflow_noise
 
 LOGGER = logging.getLogger("stages.test")
 
@@ -96,12 +96,10 @@ def test_entering_sweeps_the_temporaries_of_the_folders_the_stage_owns(tmp_path)
     assert len(list(other.iterdir())) == 2  # not this stage's: left alone
 
 
-TENSORFLOW_NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "cpu_feature_guard")
-
-
 def _import_stages(**environment: str) -> subprocess.CompletedProcess:
     """A fresh process that imports the stages package, then runs a TensorFlow op."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | environment
+    ours = ("TF_CPP_MIN_LOG_LEVEL", "SAGAN_QUIET_TENSORFLOW")
+    env = {k: v for k, v in os.environ.items() if k not in ours} | environment
     script = (
         "import os, stages, tensorflow as tf; tf.constant(1) + 1; "
         "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
@@ -120,14 +118,15 @@ def test_stages_start_without_tensorflow_noise_unless_the_user_sets_its_level() 
     quiet = _import_stages()
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout.strip() == "2"
-    assert not [
-        line for line in quiet.stderr.splitlines() if any(n in line for n in TENSORFLOW_NOISE)
-    ]
+    assert not tensorflow_noise(quiet.stderr)
     # The user's own level wins: nothing is hidden (and at 0 TensorFlow always says something,
     # the oneDNN notice on an x86 CPU, its GPUs on a GPU machine).
     chosen = _import_stages(TF_CPP_MIN_LOG_LEVEL="0")
     assert chosen.returncode == 0 and chosen.stdout.strip() == "0"
-    assert any(n in chosen.stderr for n in TENSORFLOW_NOISE)
+    assert tensorflow_noise(chosen.stderr)
+    # A process started by a quiet one (as dvc repro under the tests) stays quiet.
+    inherited = _import_stages(TF_CPP_MIN_LOG_LEVEL="2", SAGAN_QUIET_TENSORFLOW="1")
+    assert not tensorflow_noise(inherited.stderr)
 
 
 def test_a_failed_quiet_import_shows_what_tensorflow_printed(monkeypatch, capfd) -> None:
@@ -139,6 +138,7 @@ def test_a_failed_quiet_import_shows_what_tensorflow_printed(monkeypatch, capfd)
 
     real_import = builtins.__import__
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.delenv("SAGAN_QUIET_TENSORFLOW", raising=False)
     monkeypatch.setattr(builtins, "__import__", broken_import)
     with pytest.raises(ImportError, match="no tensorflow"):
         import_tensorflow_quietly()
