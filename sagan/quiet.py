@@ -4,9 +4,11 @@ Loading TensorFlow prints oneDNN notices, "could not find cuda drivers", advice 
 instructions, and a failed ``cuInit`` when it looks for GPUs. Most of it goes through absl
 before TensorFlow's log level applies, so ``TF_CPP_MIN_LOG_LEVEL`` alone cannot hide it. The
 stages import TensorFlow here first, with the process's stderr pointed at a temporary file:
-dropped when the import succeeds, replayed when it fails. Afterwards the level is 2, so
-TensorFlow's errors still show. A user who sets ``TF_CPP_MIN_LOG_LEVEL`` sees everything, as
-TensorFlow prints it.
+dropped when the import succeeds, replayed when it fails. Afterwards the level is 3: the C++
+side's later messages are hidden too (such as grappler's "remapper failed", which training
+the default model prints and which changes nothing); a failure that matters still reaches
+the user as a Python exception. A user who sets ``TF_CPP_MIN_LOG_LEVEL`` sees everything,
+as TensorFlow prints it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def import_tensorflow_quietly() -> None:
     a log level)."""
     if LOG_LEVEL in os.environ and SET_HERE not in os.environ:
         return
-    os.environ[LOG_LEVEL] = "2"  # errors only, once TensorFlow's logging is set up
+    os.environ[LOG_LEVEL] = "3"  # fatal only, once TensorFlow's logging is set up
     os.environ[SET_HERE] = "1"
     sys.stderr.flush()
     with tempfile.TemporaryFile() as captured:

@@ -117,7 +117,7 @@ def _import_stages(**environment: str) -> subprocess.CompletedProcess:
 def test_stages_start_without_tensorflow_noise_unless_the_user_sets_its_level() -> None:
     quiet = _import_stages()
     assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stdout.strip() == "2"
+    assert quiet.stdout.strip() == "3"
     assert not tensorflow_noise(quiet.stderr)
     # The user's own level wins: nothing is hidden (and at 0 TensorFlow always says something,
     # the oneDNN notice on an x86 CPU, its GPUs on a GPU machine).
@@ -125,7 +125,7 @@ def test_stages_start_without_tensorflow_noise_unless_the_user_sets_its_level() 
     assert chosen.returncode == 0 and chosen.stdout.strip() == "0"
     assert tensorflow_noise(chosen.stderr)
     # A process started by a quiet one (as dvc repro under the tests) stays quiet.
-    inherited = _import_stages(TF_CPP_MIN_LOG_LEVEL="2", SAGAN_QUIET_TENSORFLOW="1")
+    inherited = _import_stages(TF_CPP_MIN_LOG_LEVEL="3", SAGAN_QUIET_TENSORFLOW="1")
     assert not tensorflow_noise(inherited.stderr)
 
 
