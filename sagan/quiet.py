@@ -24,8 +24,7 @@ SET_HERE = "SAGAN_QUIET_TENSORFLOW"
 
 
 def import_tensorflow_quietly() -> None:
-    """Import TensorFlow and find its devices, hiding what they print (unless the user chose
-    a log level)."""
+    """Import TensorFlow, hiding what it prints (unless the user chose a log level)."""
     if LOG_LEVEL in os.environ and SET_HERE not in os.environ:
         return
     os.environ[LOG_LEVEL] = "3"  # fatal only, once TensorFlow's logging is set up
@@ -35,9 +34,10 @@ def import_tensorflow_quietly() -> None:
         saved = os.dup(2)
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_logical_devices()  # the search for GPUs prints too
+            # Only the import: finding the devices here would create TensorFlow's context
+            # before a stage can configure it (collective ops, op determinism). The search
+            # for GPUs logs later, at level 3, hidden.
+            import tensorflow  # noqa: F401
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)
