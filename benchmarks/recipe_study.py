@@ -34,6 +34,7 @@ from benchmarks.experiments import finished, seed, value
 FLOAT32_STEPS = "{float32_steps}"
 REFERENCE_STEPS = "{reference_steps}"
 N_CRITIC_STEPS = "{n_critic_steps}"
+MULTI_SCALE_STEPS = "{multi_scale_steps}"
 # The default before the study, as `dvc exp run -S` overrides of today's params.yaml: every
 # lever below is measured alone against it. (The `default` lever is params.yaml as it is.)
 PREVIOUS_DEFAULT = {
@@ -70,6 +71,15 @@ LEVERS = {
         "train.steps": REFERENCE_STEPS,
     },
 }
+# The seed's extensions (issue 16), each on top of params.yaml as it is, so each row
+# compares with `default`; the equal-time row gets the updates the default's minutes buy.
+EXTENSIONS = {
+    "multi-scale": {"model.discriminator_scales": "[1,2]"},
+    "multi-scale-equal-time": {
+        "model.discriminator_scales": "[1,2]",
+        "train.steps": MULTI_SCALE_STEPS,
+    },
+}
 # (column title, metrics file, key, format)
 COLUMNS = (
     ("FID", "metrics/eval.json", "fid", "{:.0f}"),
@@ -86,11 +96,15 @@ COLUMNS = (
 
 
 def overrides(lever: str, budgets: dict[str, int]) -> dict[str, str]:
-    """The ``-S`` overrides of ``lever``: none for the default, else the previous default's
-    with the lever's own on top, the equal-time ``budgets`` (by placeholder) filled in."""
-    if LEVERS[lever] is None:
+    """The ``-S`` overrides of ``lever``: none for the default, an extension's own, else the
+    previous default's with the lever's own on top; the equal-time ``budgets`` (by
+    placeholder) filled in."""
+    if lever in EXTENSIONS:
+        merged = EXTENSIONS[lever]
+    elif LEVERS[lever] is None:
         return {}
-    merged = {**PREVIOUS_DEFAULT, **LEVERS[lever]}
+    else:
+        merged = {**PREVIOUS_DEFAULT, **LEVERS[lever]}
     return {key: str(budgets.get(value, value)) for key, value in merged.items()}
 
 
@@ -121,7 +135,8 @@ def print_table(groups: dict[str, list[dict]]) -> None:
     titles = [title for title, *_ in COLUMNS]
     print(f"| lever | seeds | train min | {' | '.join(titles)} |")
     print("|---" * (len(titles) + 3) + "|")
-    order = [lever for lever in LEVERS if lever in groups] + sorted(set(groups) - set(LEVERS))
+    known = [*LEVERS, *EXTENSIONS]
+    order = [lever for lever in known if lever in groups] + sorted(set(groups) - set(known))
     for lever in order:
         rows = sorted(groups[lever], key=seed)
         minutes = [
@@ -142,7 +157,9 @@ def print_table(groups: dict[str, list[dict]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prefix", default="recipe-", help="experiment names to queue and read")
-    parser.add_argument("--queue", nargs="+", choices=list(LEVERS), help="levers to queue")
+    parser.add_argument(
+        "--queue", nargs="+", choices=[*LEVERS, *EXTENSIONS], help="levers to queue"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument(
         "--float32-steps",
@@ -165,6 +182,13 @@ def main() -> None:
         help="updates for ema-n-critic-2: 1,500 times its speed ratio to the default "
         "(`sagan mixed_bfloat16 n_critic=2` against `sagan mixed_bfloat16`: 0.62)",
     )
+    parser.add_argument(
+        "--multi-scale-steps",
+        type=int,
+        default=1100,
+        help="updates for multi-scale-equal-time: 1,500 times its speed ratio to the default "
+        "(`sagan mixed_bfloat16 scales=[1,2]` against `sagan mixed_bfloat16`: 0.73)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the queue commands only")
     args = parser.parse_args()
     if args.queue:
@@ -172,6 +196,7 @@ def main() -> None:
             FLOAT32_STEPS: args.float32_steps,
             REFERENCE_STEPS: args.reference_steps,
             N_CRITIC_STEPS: args.n_critic_steps,
+            MULTI_SCALE_STEPS: args.multi_scale_steps,
         }
         for command in queue_commands(args.queue, args.seeds, args.prefix, budgets):
             print(" ".join(command))

@@ -7,7 +7,13 @@ Side by side in one process, on the same random batches:
   forward and one backward pass through D serve the D and the G update), then with two
   backward passes (one gradient tape per network, to show what sharing the backward pass
   buys), with ``jit_compile``, with the alternating update, and in ``mixed_bfloat16`` (also
-  with ``n_critic: 2``: two D updates per G update).
+  with ``n_critic: 2``: two D updates per G update, with the two-scale discriminator
+  ``model.discriminator_scales: [1, 2]``, and with the VGG19 perceptual loss on its default
+  layers, whose weights here are a random stand-in: the ImageNet file cannot be fetched
+  offline, and the arithmetic is the same).
+
+``--only NAME …`` times just those of our variants (with the straightforward baseline).
+Each variant's trainable and frozen parameter counts are printed with its figures.
 
 The "effective MFU" counts the FLOPs of the straightforward step for every variant (the
 work one training step does, however it is computed) against the measured peak, so it
@@ -33,8 +39,11 @@ one. Short turns keep the variants of one round close in time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -137,6 +146,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--strategy", default="default", help="train.strategy for our variants")
+    parser.add_argument("--only", nargs="+", help="our variants to time (default: all)")
     args = parser.parse_args()
     strategy = make_strategy(args.strategy)
 
@@ -153,21 +163,41 @@ def main() -> None:
     ours = iter(strategy.experimental_distribute_dataset(random_dataset(args.batch)))
     print(f"our variants: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
     variants = {"straightforward": straightforward_step(model, args.batch)}
-    for name, options in {
+    bf16 = {"mixed_precision": "mixed_bfloat16"}
+    stand_in = Path(tempfile.mkdtemp()) / "vgg19_stand_in.weights.h5"
+    keras.applications.VGG19(include_top=False, weights=None).save_weights(stand_in)
+    ours_only = {
         "sagan": {},
         "sagan two backward passes": {},
         "sagan jit_compile": {"jit_compile": True},
         "sagan update=alternating": {"update": "alternating"},
-        "sagan mixed_bfloat16": {"mixed_precision": "mixed_bfloat16"},
+        "sagan mixed_bfloat16": bf16,
         # the recipe study's n_critic lever: its updates per minute against the line above
-        "sagan mixed_bfloat16 n_critic=2": {"mixed_precision": "mixed_bfloat16", "n_critic": 2},
-    }.items():
+        "sagan mixed_bfloat16 n_critic=2": {**bf16, "n_critic": 2},
+        # issue 16's extensions, against the same line
+        "sagan mixed_bfloat16 scales=[1,2]": {**bf16, "discriminator_scales": (1, 2)},
+        "sagan mixed_bfloat16 perceptual": {
+            **bf16,
+            "perceptual_weight": 1.0,
+            "perceptual_weights": str(stand_in),
+        },
+    }
+    for name, options in ours_only.items():
+        if args.only and name not in args.only:
+            continue
         # float32 unless the variant says otherwise (params.yaml's default is bfloat16)
         options = {"mixed_precision": "none", **options}
+        scales = options.pop("discriminator_scales", model.discriminator_scales)
         config = TrainConfig(batch_size=args.batch, **options)
-        trainer = GANTrainer(model, config, 64, strategy)
-        trainer.shares_backward = name != "sagan two backward passes"  # read when first traced
+        variant_model = dataclasses.replace(model, discriminator_scales=scales)
+        trainer = GANTrainer(variant_model, config, 64, strategy)
+        trainer.shares_backward &= name != "sagan two backward passes"  # read when first traced
         variants[name] = lambda _, step=trainer.train_step: step(ours)
+        frozen = trainer.perceptual.count_params() if trainer.perceptual else 0
+        print(
+            f"{name}: G {trainer.generator.count_params():,} and D "
+            f"{trainer.discriminator.count_params():,} parameters, {frozen:,} frozen (VGG19)"
+        )
     rounds = take_turns(variants, iterator, args.batch, args.rounds, args.steps)
     baseline = np.array(rounds["straightforward"])
     print(

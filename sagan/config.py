@@ -31,6 +31,15 @@ import yaml
 PARAMS_FILE = "params.yaml"
 # DiffAugment's transforms (sagan.training.augment), in the order they apply.
 AUGMENTATIONS = ("color", "translation", "cutout")
+# Keras VGG19's layers that train.perceptual_layers can match features at (ReLU outputs and
+# pools): five blocks of 2, 2, 4, 4 and 4 convolutions.
+VGG19_LAYERS = tuple(
+    name
+    for block, convs in enumerate((2, 2, 4, 4, 4), start=1)
+    for name in (*(f"block{block}_conv{i}" for i in range(1, convs + 1)), f"block{block}_pool")
+)
+# D's stride-2 blocks end at an 8x8 map, so its smallest input has one block: 16 px.
+MIN_DISCRIMINATOR_INPUT = 16
 
 
 class ConfigError(ValueError):
@@ -80,6 +89,7 @@ class ModelConfig:
     power_iterations: int = _positive(1)
     conditional: bool = False
     condition_on: tuple[str, ...] | None = None
+    discriminator_scales: tuple[int, ...] = field(default=(1,), metadata={"power_of_two": True})
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,12 @@ class TrainConfig:
     ema_decay: float | None = _between(0.995, 0.0, 0.999999)
     ema_start: int = field(default=500, metadata={"min": 0})
     augment: tuple[str, ...] | None = field(default=None, metadata={"choices": AUGMENTATIONS})
+    perceptual_weight: float = field(default=0.0, metadata={"min": 0.0})
+    perceptual_layers: tuple[str, ...] = field(
+        default=("block1_conv2", "block2_conv2", "block3_conv4", "block4_conv4"),
+        metadata={"choices": VGG19_LAYERS},
+    )
+    perceptual_weights: str | None = None
     strategy: str = _choice("auto", "auto", "default", "mirrored", "multi_worker")
     worker_wait: float = _positive(120.0)
     mixed_precision: str = _choice("auto", "auto", "none", "mixed_float16", "mixed_bfloat16")
@@ -230,6 +246,7 @@ def _check_combinations(config: Config) -> None:
                     f"be inner feature-map sizes at data.image_size ({data.image_size}): "
                     f"choose from {inner}, or set model.attention: false"
                 )
+    _check_scales(model.discriminator_scales, data.image_size)
     if not model.conditional:
         conditional_only = {
             "model.condition_on": model.condition_on and list(model.condition_on),
@@ -257,6 +274,13 @@ def _check_combinations(config: Config) -> None:
             f"train.augment ({list(train.augment)}) must list each transform once, in the "
             f"order {', '.join(AUGMENTATIONS)} (the order they apply in)"
         )
+    beyond_block1 = set(train.perceptual_layers) - {"block1_conv1", "block1_conv2"}
+    if train.perceptual_weight > 0 and train.jit_compile and train.deterministic and beyond_block1:
+        raise ConfigError(
+            "train.perceptual_weight > 0 with train.jit_compile and train.deterministic: XLA "
+            "has no deterministic gradient of VGG19's max-pools (needed for "
+            f"{sorted(beyond_block1)[0]}); set jit_compile or deterministic to false"
+        )
     # evaluate reads the first evaluate.num_samples of generate's images.
     if evaluate.num_samples > generate.num_samples:
         raise ConfigError(
@@ -274,6 +298,21 @@ def _check_combinations(config: Config) -> None:
         raise ConfigError(
             f"evaluate.pr_k ({evaluate.pr_k}) must be below evaluate.num_samples "
             f"({evaluate.num_samples}): lower pr_k or raise num_samples"
+        )
+
+
+def _check_scales(scales: tuple[int, ...], image_size: int) -> None:
+    """Distinct factors, finest first, each leaving D an image of at least 16 px."""
+    if list(scales) != sorted(set(scales)):
+        raise ConfigError(
+            f"model.discriminator_scales ({list(scales)}) must list each factor once, "
+            "smallest first (e.g. [1, 2])"
+        )
+    if image_size // scales[-1] < MIN_DISCRIMINATOR_INPUT:
+        raise ConfigError(
+            f"model.discriminator_scales: {scales[-1]} leaves the discriminator a "
+            f"{image_size // scales[-1]}px image at data.image_size {image_size}; the "
+            f"coarsest scale must leave at least {MIN_DISCRIMINATOR_INPUT}px"
         )
 
 

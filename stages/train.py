@@ -25,6 +25,7 @@ from sagan.tracking import NullTracker, TrackingError, write_run_file
 from sagan.training.checkpoints import CheckpointError
 from sagan.training.cluster import TF_CONFIG, ClusterError, join, read_cluster
 from sagan.training.loop import NonFiniteLossError, TrainPaths, WorkerLostError, train
+from sagan.training.perceptual import vgg19_weights_file
 from sagan.training.session import (
     open_tracking,
     prepared_manifest,
@@ -58,6 +59,8 @@ def main() -> int:
         logger.info("precision: %s", resolve_precision(config.train.mixed_precision).reason)
         manifest = prepared_manifest(config, paths.PREPARED_DIR)
         conditioning = training_conditioning(config, manifest, paths.PREPARED_DIR)
+        if config.train.perceptual_weight > 0:
+            vgg19_weights_file(config.train)  # downloaded here, before any run or checkpoint
         cluster = read_cluster(config.train.strategy, os.environ.get(TF_CONFIG))
         if config.train.deterministic:  # before the strategy: it creates the devices' contexts
             tf.config.experimental.enable_op_determinism()

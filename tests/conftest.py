@@ -218,3 +218,24 @@ def start_stage(
         text=True,
         preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
     )
+
+
+@pytest.fixture(scope="session")
+def vgg19_stand_in(tmp_path_factory) -> Path:
+    """VGG19 weights (random, include_top=False) saved where a test names them in
+    train.perceptual_weights: the stand-in for Keras's ImageNet download."""
+    import keras
+
+    path = tmp_path_factory.mktemp("vgg19") / "vgg19_stand_in.weights.h5"
+    keras.utils.set_random_seed(0)
+    keras.applications.VGG19(include_top=False, weights=None).save_weights(path)
+    return path
+
+
+def perceptual_options(weights: Path) -> dict:
+    """tiny_config() overrides that switch the perceptual loss on, with two cheap layers."""
+    return {
+        "perceptual_weight": 1.0,
+        "perceptual_layers": ("block1_conv2", "block2_conv2"),
+        "perceptual_weights": str(weights),
+    }

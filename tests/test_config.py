@@ -71,6 +71,19 @@ def test_a_typo_names_the_key_and_lists_the_valid_ones():
         ),
         ("model", "attention", "yes", "model.attention must be true or false, got 'yes'"),
         (
+            "train",
+            "perceptual_layers",
+            ["block1_conv2", "fc1"],
+            r"train.perceptual_layers\[1\] must be one of block1_conv1, .*, got 'fc1'",
+        ),
+        ("train", "perceptual_weight", -1.0, "train.perceptual_weight must be at least 0.0"),
+        (
+            "model",
+            "discriminator_scales",
+            [1, 3],
+            r"model.discriminator_scales\[1\] must be a power of two",
+        ),
+        (
             "model",
             "attention_resolutions",
             [16, 12],
@@ -193,6 +206,19 @@ def test_flatten_names_every_key():
         (
             {"train": {"steps": 100, "ema_decay": 0.999, "ema_start": 100}},
             r"train.ema_start \(100\) must be below train.steps \(100\)",
+        ),
+        (
+            {"train": {"perceptual_weight": 1.0, "jit_compile": True}},
+            "train.perceptual_weight > 0 with train.jit_compile and train.deterministic: XLA "
+            "has no deterministic gradient of VGG19's max-pools",
+        ),
+        (
+            {"model": {"discriminator_scales": [2, 1]}},
+            r"model.discriminator_scales \(\[2, 1\]\) must list each factor once, smallest",
+        ),
+        (
+            {"data": {"image_size": 32}, "model": {"discriminator_scales": [1, 4]}},
+            "model.discriminator_scales: 4 leaves the discriminator a 8px image",
         ),
         (
             {"generate": {"num_samples": 500}},

@@ -323,6 +323,49 @@ def _served(repo: Path, model_uri: str):
             server.wait()
 
 
+def _last_run_metrics(repo: Path) -> dict[str, float]:
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("sagan")
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    return run.data.metrics
+
+
+def _history_columns(repo: Path) -> list[str]:
+    return (repo / "plots" / "train" / "history.csv").read_text().splitlines()[0].split(",")
+
+
+def test_a_multi_scale_discriminator_runs_the_pipeline(repo):
+    original = (repo / "params.yaml").read_text()
+    _edit_params(repo, {"model": {"discriminator_scales": [1, 2]}})
+    try:
+        assert _repro(repo) == {"train", "generate", "attention", "evaluate"}
+        assert {"d_loss_scale1", "d_loss_scale2", "sigma_d_sn_scale2_logit"} <= set(
+            _history_columns(repo)
+        )
+        assert math.isfinite(_last_run_metrics(repo)["d_loss_scale2"])
+        assert math.isfinite(json.loads((repo / "metrics" / "eval.json").read_text())["fid"])
+        assert (repo / "plots" / "attention" / "discriminator_attention_16.png").is_file()
+    finally:
+        (repo / "params.yaml").write_text(original)
+
+
+def test_the_perceptual_loss_runs_the_pipeline_with_local_weights(repo, vgg19_stand_in):
+    perceptual = {
+        "perceptual_weight": 1.0,
+        "perceptual_layers": ["block1_conv2", "block2_conv2"],
+        "perceptual_weights": str(vgg19_stand_in),
+    }
+    original = (repo / "params.yaml").read_text()
+    _edit_params(repo, {"train": perceptual})
+    try:
+        assert _repro(repo) == {"train", "generate", "attention", "evaluate"}
+        assert "perceptual_loss" in _history_columns(repo)
+        assert _last_run_metrics(repo)["perceptual_loss"] > 0
+        assert math.isfinite(json.loads((repo / "metrics" / "eval.json").read_text())["fid"])
+    finally:
+        (repo / "params.yaml").write_text(original)
+
+
 def test_a_conditional_pipeline_writes_its_attributes_and_metrics(repo):
     # Last in this module: it leaves the repository conditional.
     _edit_params(

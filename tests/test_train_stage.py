@@ -16,6 +16,7 @@ import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
 from sagan.precision import resolve_precision
+from sagan.training.perceptual import VGG19_WEIGHTS_URL
 from tests.conftest import stage_workspace, start_stage
 
 pytestmark = pytest.mark.pipeline
@@ -105,3 +106,26 @@ def test_a_conditional_train_stage_checks_the_names_and_saves_its_attributes(tmp
 
     generator = keras.models.load_model(root / "models" / "generator.keras", safe_mode=True)
     assert [x.name for x in generator.inputs] == ["z", "attributes"]
+
+
+def test_offline_without_vgg19_weights_the_stage_stops_before_any_run_or_checkpoint(
+    tmp_path, prepared_data
+):
+    root = stage_workspace(
+        tmp_path / "offline", prepared_data, train={"steps": 2, "perceptual_weight": 1.0}
+    )
+    # The network mocked by the environment: an empty Keras cache, and every HTTPS request
+    # sent to a proxy port where nothing listens.
+    offline = {
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
+    process = start_stage(root, environment=offline)
+    log = process.communicate(timeout=300)[0]
+    assert process.returncode == 1, log
+    errors = [line for line in log.splitlines() if "train.perceptual_weights" in line]
+    assert len(errors) == 1 and VGG19_WEIGHTS_URL in errors[0], log
+    assert "Traceback" not in log
+    assert not (root / "mlflow.db").exists() and not (root / "checkpoints").exists()
+    assert not (root / "models").exists()

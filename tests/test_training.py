@@ -23,6 +23,7 @@ from tests.conftest import (
     conditioning,
     images,
     labelled_images,
+    perceptual_options,
     tiny_config,
     train_tiny,
 )
@@ -83,9 +84,20 @@ def _weights(trainer: GANTrainer) -> list[np.ndarray]:
     return [w.numpy() for w in trainer.generator.weights + trainer.discriminator.weights]
 
 
-def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
+def _with_scales(config: Config, *scales: int) -> Config:
+    model = dataclasses.replace(config.model, discriminator_scales=scales)
+    return dataclasses.replace(config, model=model)
+
+
+@pytest.mark.parametrize("extensions", [False, True], ids=["default", "multi-scale+perceptual"])
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, extensions, request):
     tf.config.experimental.enable_op_determinism()
     config = tiny_config(steps=6, checkpoint_every=3, deterministic=True)
+    if extensions:
+        weights = request.getfixturevalue("vgg19_stand_in")
+        config = _with_scales(
+            tiny_config(steps=6, checkpoint_every=3, **perceptual_options(weights)), 1, 2
+        )
     straight, _ = run(config, tmp_path / "straight")
 
     first_half = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=3))
@@ -145,6 +157,31 @@ def test_training_options_run(tmp_path):
         assert all(np.isfinite(value) for value in metrics.values()), options
 
 
+@pytest.mark.parametrize("conditional", [False, True])
+def test_the_extensions_train_with_every_loss_precision_and_update(
+    tmp_path, vgg19_stand_in, conditional
+):
+    """Multi-scale D and the perceptual loss, alone and together, across the other options."""
+    perceptual = perceptual_options(vgg19_stand_in)
+    cases = (
+        ((1, 2), {"mixed_precision": "mixed_bfloat16"}),
+        (
+            (1, 2),
+            {"update": "alternating", "n_critic": 2, "loss": "wasserstein", "gp_weight": 10.0},
+        ),
+        ((1,), {**perceptual, "loss": "bce", "mixed_precision": "mixed_float16"}),
+        ((1,), {**perceptual, "update": "alternating", "mixed_precision": "mixed_bfloat16"}),
+        ((1, 2), {**perceptual, "augment": AUGMENTATIONS}),
+        ((1, 2), {"jit_compile": True}),
+    )
+    for i, (scales, options) in enumerate(cases):
+        config = _with_scales(tiny_config(conditional, steps=2, **options), *scales)
+        _, metrics = run(config, tmp_path / str(i))
+        assert all(np.isfinite(value) for value in metrics.values()), options
+        assert ("d_loss_scale2" in metrics) == (scales == (1, 2)), options
+        assert ("perceptual_loss" in metrics) == ("perceptual_weight" in options), options
+
+
 def test_conditional_training_runs_with_its_options(tmp_path):
     for options in (
         {},
@@ -184,7 +221,7 @@ def test_batch_must_split_over_the_replicas():
         )
 
 
-def test_mirrored_strategy_matches_a_single_device():
+def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in):
     """Two logical CPUs must be set before TensorFlow starts, hence one fresh process for the
     unconditional and the conditional model."""
     script = textwrap.dedent(
@@ -193,14 +230,22 @@ def test_mirrored_strategy_matches_a_single_device():
         cpu = tf.config.list_physical_devices("CPU")[0]
         two_cpus = [tf.config.LogicalDeviceConfiguration()] * 2
         tf.config.set_logical_device_configuration(cpu, two_cpus)
+        import dataclasses, sys
         from tests.conftest import conditioning, images, labelled_images, tiny_config
         from sagan.config import AUGMENTATIONS
         from sagan.training.step import GANTrainer
 
-        def losses(strategy, conditional, augment):
-            config = tiny_config(conditional, augment=augment)
+        PERCEPTUAL = {
+            "perceptual_weight": 1.0,
+            "perceptual_layers": ("block1_conv2", "block2_conv2"),
+            "perceptual_weights": sys.argv[1],
+        }
+
+        def losses(strategy, conditional, augment, scales=(1,), extra={}):
+            config = tiny_config(conditional, augment=augment, **extra)
+            model = dataclasses.replace(config.model, discriminator_scales=scales)
             attributes = conditioning() if conditional else None
-            trainer = GANTrainer(config.model, config.train, 32, strategy, attributes)
+            trainer = GANTrainer(model, config.train, 32, strategy, attributes)
             batches = labelled_images() if conditional else images()
             iterator = iter(strategy.experimental_distribute_dataset(batches))
             return [
@@ -208,9 +253,16 @@ def test_mirrored_strategy_matches_a_single_device():
             ]
 
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        for conditional, augment in ((False, None), (True, None), (False, AUGMENTATIONS)):
-            single = losses(tf.distribute.get_strategy(), conditional, augment)
-            mirrored = losses(strategy, conditional, augment)
+        cases = (
+            (False, None),
+            (True, None),
+            (False, AUGMENTATIONS),
+            (True, None, (1, 2)),  # multi-scale D
+            (False, None, (1,), PERCEPTUAL),  # P of the global batch (an all-reduce)
+        )
+        for conditional, augment, *extensions in cases:
+            single = losses(tf.distribute.get_strategy(), conditional, augment, *extensions)
+            mirrored = losses(strategy, conditional, augment, *extensions)
             for a, b in zip(single, mirrored):
                 for key in a:
                     assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (key, a, b)
@@ -218,24 +270,32 @@ def test_mirrored_strategy_matches_a_single_device():
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=REPO
+        [sys.executable, "-c", script, str(vgg19_stand_in)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
     )
-    assert result.returncode == 0 and result.stdout.count("OK") == 3, result.stderr[-3000:]
+    assert result.returncode == 0 and result.stdout.count("OK") == 5, result.stderr[-3000:]
 
 
 @pytest.mark.parametrize(
-    "loss, conditional, augment",
+    "loss, conditional, augment, perceptual",
     [
-        ("hinge", False, None),
-        ("bce", False, None),
-        ("wasserstein", False, None),
-        ("hinge", True, None),
-        ("hinge", False, AUGMENTATIONS),
+        ("hinge", False, None, False),
+        ("bce", False, None, False),
+        ("wasserstein", False, None, False),
+        ("hinge", True, None, False),
+        ("hinge", False, AUGMENTATIONS, False),
+        ("hinge", True, None, True),
     ],
 )
-def test_one_backward_pass_gives_the_gradients_of_two(loss, conditional, augment):
+def test_one_backward_pass_gives_the_gradients_of_two(
+    loss, conditional, augment, perceptual, request
+):
     """The simultaneous update's shared backward pass matches one tape per network."""
-    config = tiny_config(conditional, loss=loss, augment=augment)
+    extra = perceptual_options(request.getfixturevalue("vgg19_stand_in")) if perceptual else {}
+    config = tiny_config(conditional, loss=loss, augment=augment, **extra)
     attributes = conditioning() if conditional else None
     trainer = GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=attributes)
     assert trainer.shares_backward
@@ -270,13 +330,13 @@ def test_one_backward_pass_gives_the_gradients_of_two(loss, conditional, augment
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6 * scale)
 
 
-def test_the_gradient_penalty_and_float16_take_two_backward_passes():
-    for options in (
-        {"loss": "wasserstein", "gp_weight": 10.0},
-        {"mixed_precision": "mixed_float16"},
+def test_the_gradient_penalty_float16_and_several_scales_take_two_backward_passes():
+    for config in (
+        tiny_config(loss="wasserstein", gp_weight=10.0),
+        tiny_config(mixed_precision="mixed_float16"),
+        _with_scales(tiny_config(), 1, 2),
     ):
-        config = tiny_config(**options)
-        assert not GANTrainer(config.model, config.train, IMAGE_SIZE).shares_backward, options
+        assert not GANTrainer(config.model, config.train, IMAGE_SIZE).shares_backward, config
 
 
 def test_ctrl_c_during_a_tracker_write_lets_it_finish_then_stops(tmp_path):

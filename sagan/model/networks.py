@@ -9,7 +9,8 @@ At 64×64 with the default widths:
          → self-attention (16×16) → SN Conv 256 (8×8), LReLU → Flatten → SN Dense 1
 
 Every (transposed) convolution has stride 2; the number of blocks follows from the image
-size (8 → image_size in G, image_size → 8 in D).
+size (8 → image_size in G, image_size → 8 in D). With ``model.discriminator_scales`` D is
+one such network per factor, each on the image average-pooled by it (a logit per scale).
 
 Conditional models (``model.conditional``) take a second input, the concatenated one-hot
 attribute vector (B, K): every BN of G becomes a conditional BN, and D adds the projection
@@ -131,27 +132,58 @@ def build_generator(
 def build_discriminator(
     config: ModelConfig, image_size: int = 64, attribute_dim: int | None = None
 ) -> keras.Model:
-    """images (B, S, S, 3) [, attributes (B, attribute_dim)] → one logit per image (B, 1)."""
+    """images (B, S, S, 3) [, attributes (B, attribute_dim)] → logits (B, scales).
+
+    One logit per image for each factor of ``model.discriminator_scales`` (pix2pixHD's
+    multi-scale D): the D of factor f sees the image average-pooled by f and has the
+    reference's layers for an S/f-pixel input, named with a ``scale<f>_`` prefix (factor 1
+    keeps the plain names, so the default single D is unchanged). Each D attends at the
+    ``model.attention_resolutions`` its feature maps reach.
+    """
+    attention_resolutions(config, image_size)  # the full-size image's check, as in G
+    images = keras.Input((image_size, image_size, 3), name="images")
+    attributes = _attributes_input(config, attribute_dim)
+    logits = []
+    for factor in config.discriminator_scales:
+        scaled = images
+        prefix = "" if factor == 1 else f"scale{factor}_"
+        if factor > 1:
+            scaled = keras.layers.AveragePooling2D(factor, name=f"{prefix}pool")(images)
+        logits.append(
+            _discriminator_logit(config, scaled, attributes, image_size // factor, prefix)
+        )
+    if len(logits) > 1:
+        logits = [keras.layers.Concatenate(name="logit_per_scale")(logits)]  # (B, scales)
+    logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits[0])
+    inputs = images if attributes is None else [images, attributes]
+    return keras.Model(inputs, logits, name="discriminator")
+
+
+def _discriminator_logit(
+    config: ModelConfig,
+    images: keras.KerasTensor,
+    attributes: keras.KerasTensor | None,
+    image_size: int,
+    prefix: str,
+) -> keras.KerasTensor:
+    """The reference D on ``images`` (B, S, S, 3) up to its (B, 1) logit [+ projection]."""
     widths = block_widths(config.d_width, num_blocks(image_size))[::-1]
-    attend_at = attention_resolutions(config, image_size)
+    reached = [BASE_RESOLUTION * 2**i for i in range(1, num_blocks(image_size))]
+    attend_at = [r for r in config.attention_resolutions if config.attention and r in reached]
 
     def sn(layer):
         return SpectralNormalization(layer, config.power_iterations, name=f"sn_{layer.name}")
 
-    images = keras.Input((image_size, image_size, 3), name="images")
-    attributes = _attributes_input(config, attribute_dim)
     x = images
     resolution = image_size
     for i, filters in enumerate(widths, start=1):
         resolution //= 2
-        x = sn(keras.layers.Conv2D(filters, config.kernel_size, 2, "same", name=f"down{i}"))(x)
-        x = keras.layers.LeakyReLU(config.leaky_relu_slope)(x)
+        conv = keras.layers.Conv2D(filters, config.kernel_size, 2, "same", name=f"{prefix}down{i}")
+        x = keras.layers.LeakyReLU(config.leaky_relu_slope)(sn(conv)(x))
         if resolution in attend_at:
-            x = _attention(config, f"attention_{resolution}")(x)
-    logits = sn(keras.layers.Dense(1, name="logit"))(keras.layers.Flatten()(x))
-    if attributes is not None:
-        projection = Projection(config.power_iterations, name="projection")([x, attributes])
-        logits = keras.layers.Add(name="logit_plus_projection")([logits, projection])
-    logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
-    inputs = images if attributes is None else [images, attributes]
-    return keras.Model(inputs, logits, name="discriminator")
+            x = _attention(config, f"{prefix}attention_{resolution}")(x)
+    logit = sn(keras.layers.Dense(1, name=f"{prefix}logit"))(keras.layers.Flatten()(x))
+    if attributes is None:
+        return logit
+    projection = Projection(config.power_iterations, name=f"{prefix}projection")([x, attributes])
+    return keras.layers.Add(name=f"{prefix}logit_plus_projection")([logit, projection])

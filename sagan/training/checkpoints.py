@@ -40,8 +40,11 @@ _BUDGET_KEYS = frozenset(
 # Model keys an unconditional run leaves unused: left out of its identity, so unconditional
 # runs keep the fingerprints (and checkpoint folders) they had before conditioning existed.
 _CONDITIONAL_KEYS = frozenset({"conditional", "condition_on"})
-# Train keys added later, left out while off so that older runs keep their fingerprints.
-_OFF_VALUES = {"augment": None}
+# Keys added later, left out while off so that older runs keep their fingerprints.
+_OFF_MODEL_VALUES = {"discriminator_scales": (1,)}
+_OFF_VALUES = {"augment": None, "perceptual_weight": 0.0}
+# Train keys that only matter while the perceptual loss is on (perceptual_weight > 0).
+_PERCEPTUAL_KEYS = frozenset({"perceptual_layers", "perceptual_weights"})
 IDENTITY_FILE = "run_identity.json"
 
 
@@ -56,16 +59,26 @@ def run_identity(config: Config) -> dict:
     """
     train = {
         key: value
-        for key, value in dataclasses.asdict(config.train).items()
-        if key not in _BUDGET_KEYS and not (key in _OFF_VALUES and value == _OFF_VALUES[key])
+        for key, value in _without_off_values(config.train, _OFF_VALUES).items()
+        if key not in _BUDGET_KEYS
+        and (config.train.perceptual_weight > 0 or key not in _PERCEPTUAL_KEYS)
     }
     train["mixed_precision"] = resolve_precision(config.train.mixed_precision).policy
     model = {
         key: value
-        for key, value in dataclasses.asdict(config.model).items()
+        for key, value in _without_off_values(config.model, _OFF_MODEL_VALUES).items()
         if config.model.conditional or key not in _CONDITIONAL_KEYS
     }
     return {"data": dataclasses.asdict(config.data), "model": model, "train": train}
+
+
+def _without_off_values(section, off_values: dict) -> dict:
+    """The section's keys and values, less those at their ``off_values`` entry."""
+    return {
+        key: value
+        for key, value in dataclasses.asdict(section).items()
+        if not (key in off_values and value == off_values[key])
+    }
 
 
 def fingerprint(config: Config) -> str:

@@ -1,7 +1,8 @@
 """Adversarial losses: hinge (the reference's), non-saturating BCE and Wasserstein (+ GP).
 
 Each loss is a pair of pure functions of the discriminator's logits; ``get_losses`` picks a
-pair by the ``train.loss`` name.
+pair by the ``train.loss`` name. Every loss is a mean over all logits, so the losses of a
+multi-scale D's (B, scales) logits are the average of each scale's.
 """
 
 from __future__ import annotations
@@ -55,15 +56,32 @@ def gradient_penalty(
     """WGAN-GP (Gulrajani et al. 2017, eq. 3): E[(‖∇D(x̂)‖₂ − 1)²] with x̂ = α·x + (1 − α)·G(z).
 
     ``alpha`` has shape (B, 1, 1, 1) and is drawn from U[0, 1] by the caller, so the random
-    source stays the training loop's seeded generator.
+    source stays the training loop's seeded generator. A multi-scale D's logits (B, scales)
+    are penalized one scale at a time and averaged, as its adversarial losses are.
     """
     mixed = alpha * real_images + (1.0 - alpha) * fake_images
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         tape.watch(mixed)
-        logits = discriminator(mixed, training=True)
-    gradients = tape.gradient(logits, mixed)
-    norms = tf.sqrt(tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3]) + 1e-12)
-    return tf.reduce_mean(tf.square(norms - 1.0))
+        logits = discriminator(mixed, training=True)  # (B, scales), or (B,) for one
+        per_scale = tf.unstack(logits[:, None] if logits.shape.rank == 1 else logits, axis=-1)
+    penalties = []
+    for scale_logits in per_scale:
+        gradients = tape.gradient(scale_logits, mixed)
+        norms = tf.sqrt(tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3]) + 1e-12)
+        penalties.append(tf.reduce_mean(tf.square(norms - 1.0)))
+    return tf.add_n(penalties) / len(penalties)
+
+
+def per_scale_losses(
+    loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    real_logits: tf.Tensor,
+    fake_logits: tf.Tensor,
+) -> list[tf.Tensor]:
+    """``loss`` of each scale's column of (B, scales) logits; their mean is ``loss`` itself."""
+    return [
+        loss(real_logits[:, scale : scale + 1], fake_logits[:, scale : scale + 1])
+        for scale in range(real_logits.shape[-1])
+    ]
 
 
 class AdversarialLoss(NamedTuple):

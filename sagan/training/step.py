@@ -55,7 +55,13 @@ from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.model.networks import build_discriminator, build_generator
 from sagan.precision import resolve_precision
 from sagan.training.augment import augment
-from sagan.training.losses import get_losses, gradient_penalty
+from sagan.training.losses import get_losses, gradient_penalty, per_scale_losses
+from sagan.training.perceptual import (
+    feature_network,
+    perceptual_loss,
+    vgg19_weights_file,
+    vgg_input,
+)
 
 logger = logging.getLogger(__name__)
 SUM = tf.distribute.ReduceOp.SUM
@@ -121,6 +127,7 @@ class GANTrainer:
             )
         attribute_dim = None if conditioning is None else conditioning.dim
         self.latent_dim = model_config.latent_dim
+        self.scales = model_config.discriminator_scales
         self.losses = get_losses(config.loss)
         self.precision = resolve_precision(config.mixed_precision).policy
         keras.mixed_precision.set_global_policy(
@@ -138,11 +145,18 @@ class GANTrainer:
             if config.ema_decay is not None:
                 self.ema_generator = build_generator(model_config, image_size, attribute_dim)
                 self.ema_generator.set_weights(self.generator.get_weights())
+            self.perceptual = None
+            if config.perceptual_weight > 0:
+                weights = vgg19_weights_file(config)
+                self.perceptual = feature_network(config.perceptual_layers, image_size, weights)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self._refitted_at_step = None  # the step of the EMA generator's last standing statistics
-        # The gradient penalty makes L_D depend on the fake images outside their logits, and
-        # float16 would flush the floor's tiny image gradients to zero.
-        self.shares_backward = config.gp_weight == 0 and self.precision != "mixed_float16"
+        # The gradient penalty makes L_D depend on the fake images outside their logits,
+        # float16 would flush the floor's tiny image gradients to zero, and a multi-scale D
+        # gives each image one logit per scale, whose cotangents no single ratio maps.
+        self.shares_backward = (
+            config.gp_weight == 0 and self.precision != "mixed_float16" and len(self.scales) == 1
+        )
         # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
         # takes the batches already drawn and holds every strategy.run of the update.
         self._update = tf.function(self._update_fn, jit_compile=config.jit_compile)
@@ -248,7 +262,12 @@ class GANTrainer:
             d_scaled = self._scaled(self.d_optimizer, d_loss)
         d_variables = self.discriminator.trainable_variables
         self._apply(self.d_optimizer, tape.gradient(d_scaled, d_variables), self.discriminator)
-        return self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits)
+        return self._means(
+            d_loss=d_loss,
+            d_real=real_logits,
+            d_fake=fake_logits,
+            **self._scale_losses(real_logits, fake_logits),
+        )
 
     def _joint_update(self, real_images, real_attributes, z, fake_attributes, alpha, draw) -> dict:
         """D and G updates from one forward pass; G's gradient sees D before its update."""
@@ -268,11 +287,19 @@ class GANTrainer:
                 real_images, real_attributes, fake_images, fake_attributes, alpha, draw
             )
             g_loss = self.losses.generator(fake_logits)
+            extra = self._perceptual_terms(real_images, fake_images)
             d_scaled = self._scaled(self.d_optimizer, d_loss)
-            g_scaled = self._scaled(self.g_optimizer, g_loss)
+            g_scaled = self._scaled(self.g_optimizer, g_loss + self._weighted(extra))
         d_gradients = d_tape.gradient(d_scaled, self.discriminator.trainable_variables)
         g_gradients = g_tape.gradient(g_scaled, self.generator.trainable_variables)
-        metrics = self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits, g_loss=g_loss)
+        metrics = self._means(
+            d_loss=d_loss,
+            d_real=real_logits,
+            d_fake=fake_logits,
+            g_loss=g_loss,
+            **self._scale_losses(real_logits, fake_logits),
+            **extra,
+        )
         return d_gradients, g_gradients, metrics
 
     def _shared_backward(self, real_images, real_attributes, z, fake_attributes, alpha, draw):
@@ -284,6 +311,8 @@ class GANTrainer:
         pass sends u_D, which gives D's weight gradient, and rescales each image's gradient
         for G. Where u_D is 0 (hinge: D already rejects that fake by the margin), the pass
         sends u_G × 2⁻³², a relative change to D's gradient far below float32's rounding.
+        The perceptual term depends on G only through the images: its image gradient is
+        added to what reaches G.
         """
         del alpha  # no gradient penalty here (see shares_backward)
         with tf.GradientTape(persistent=True) as tape:
@@ -291,6 +320,8 @@ class GANTrainer:
             real_logits, fake_logits = self._logits(
                 real_images, real_attributes, fake_images, fake_attributes, draw
             )
+            extra = self._perceptual_terms(real_images, fake_images)
+            perceptual_scaled = self._scaled(self.g_optimizer, self._weighted(extra))
         with tf.GradientTape(persistent=True) as loss_tape:
             loss_tape.watch([real_logits, fake_logits])
             d_loss = self.losses.discriminator(real_logits, fake_logits)
@@ -307,23 +338,64 @@ class GANTrainer:
             output_gradients=[u_real, sent],
         )
         per_image = tf.reshape(tf.math.divide_no_nan(u_generator, sent), (-1, 1, 1, 1))
+        image_gradients *= tf.cast(per_image, image_gradients.dtype)
+        if extra:
+            image_gradients += tf.cast(
+                tape.gradient(perceptual_scaled, fake_images), image_gradients.dtype
+            )
         g_gradients = tape.gradient(
-            fake_images,
-            self.generator.trainable_variables,
-            output_gradients=image_gradients * tf.cast(per_image, image_gradients.dtype),
+            fake_images, self.generator.trainable_variables, output_gradients=image_gradients
         )
-        metrics = self._means(d_loss=d_loss, d_real=real_logits, d_fake=fake_logits, g_loss=g_loss)
+        metrics = self._means(
+            d_loss=d_loss, d_real=real_logits, d_fake=fake_logits, g_loss=g_loss, **extra
+        )
         return d_gradients, g_gradients, metrics
 
-    def _g_update(self, z: tf.Tensor, attributes: tf.Tensor | None) -> dict:
+    def _g_update(self, real_images, z: tf.Tensor, attributes: tf.Tensor | None) -> dict:
         with tf.GradientTape() as tape:
-            fake_images = self._augment(self._generate(z, attributes), 2 * self.config.n_critic + 1)
-            fake_logits = self._discriminate(fake_images, attributes, training=True)
+            fake_images = self._generate(z, attributes)
+            augmented = self._augment(fake_images, 2 * self.config.n_critic + 1)
+            fake_logits = self._discriminate(augmented, attributes, training=True)
             g_loss = self.losses.generator(fake_logits)
-            g_scaled = self._scaled(self.g_optimizer, g_loss)
+            extra = self._perceptual_terms(real_images, fake_images)
+            g_scaled = self._scaled(self.g_optimizer, g_loss + self._weighted(extra))
         g_variables = self.generator.trainable_variables
         self._apply(self.g_optimizer, tape.gradient(g_scaled, g_variables), self.generator)
-        return self._means(g_loss=g_loss)
+        return self._means(g_loss=g_loss, **extra)
+
+    # -- the multi-scale D's and the perceptual loss's terms ------------------------------
+
+    def _scale_losses(self, real_logits, fake_logits) -> dict[str, tf.Tensor]:
+        """L_D of each scale's D, ``d_loss_scale<factor>``; none for a single D."""
+        if len(self.scales) == 1:
+            return {}
+        losses = per_scale_losses(self.losses.discriminator, real_logits, fake_logits)
+        return {f"d_loss_scale{f}": loss for f, loss in zip(self.scales, losses, strict=True)}
+
+    def _perceptual_terms(self, real_images, fake_images) -> dict[str, tf.Tensor]:
+        """``{"perceptual_loss": P}`` of this step's global batch; empty when it is off.
+
+        Each replica's batch means are summed over the replicas (an all-reduce whose
+        gradient is an all-reduce too), so P is the global batch's on every replica.
+        """
+        if self.perceptual is None:
+            return {}
+        context = tf.distribute.get_replica_context()
+        replicas = self.strategy.num_replicas_in_sync
+
+        def global_means(images) -> list[tf.Tensor]:
+            features = self.perceptual(vgg_input(images), training=False)
+            means = [tf.reduce_mean(tf.cast(f, tf.float32), axis=0) / replicas for f in features]
+            return context.all_reduce(SUM, means) if replicas > 1 else means
+
+        real_means = [tf.stop_gradient(m) for m in global_means(real_images)]
+        return {"perceptual_loss": perceptual_loss(real_means, global_means(fake_images))}
+
+    def _weighted(self, extra: dict[str, tf.Tensor]) -> tf.Tensor | float:
+        """λ·P, what the perceptual term adds to G's loss (0 when it is off)."""
+        if not extra:
+            return 0.0
+        return self.config.perceptual_weight * extra["perceptual_loss"]
 
     def _means(self, **values: tf.Tensor) -> dict[str, tf.Tensor]:
         """This replica's share of each global mean (summed over replicas afterwards)."""
@@ -341,9 +413,10 @@ class GANTrainer:
         fake_attributes = self._fake_attributes(critic)
         return update(real_images, real_attributes, z, fake_attributes, alpha, critic)
 
-    def _replica_g_step(self) -> dict:
+    def _replica_g_step(self, real_batch) -> dict:
+        real_images, _ = self._real(real_batch)  # only the perceptual loss reads them
         z = self._noise(_DRAWS_PER_STEP - 1)
-        return self._g_update(z, self._fake_attributes(self.config.n_critic))
+        return self._g_update(real_images, z, self._fake_attributes(self.config.n_critic))
 
     # -- one generator update -----------------------------------------------------------
 
@@ -357,7 +430,7 @@ class GANTrainer:
             joint = simultaneous and critic == len(real_batches) - 1
             metrics = self.strategy.run(self._replica_d_step, args=(real_batch, critic, joint))
         if not simultaneous:
-            metrics.update(self.strategy.run(self._replica_g_step))
+            metrics.update(self.strategy.run(self._replica_g_step, args=(real_batches[-1],)))
         self.step.assign_add(1)
         if self.ema_generator is not None:
             self._update_ema()
