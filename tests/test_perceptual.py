@@ -137,17 +137,3 @@ def test_training_on_the_loss_closes_the_feature_gap_and_never_touches_vgg19(vgg
         np.testing.assert_array_equal(trained.numpy(), loaded.numpy())
     generator_variables = {id(v) for v in trainer.generator.trainable_variables}
     assert not generator_variables & {id(v) for v in trainer.perceptual.weights}
-
-
-def test_a_perceptual_run_logs_its_term(vgg19_stand_in, tmp_path):
-    from tests.conftest import train_tiny
-
-    config = tiny_config(steps=2, **perceptual_options(vgg19_stand_in))
-    trainer, metrics = train_tiny(config, tmp_path)
-    assert np.isfinite(metrics["perceptual_loss"]) and metrics["perceptual_loss"] > 0
-    header = (tmp_path / "plots" / "history.csv").read_text().splitlines()[0]
-    assert "perceptual_loss" in header.split(",")
-    off = tiny_config(steps=2)
-    assert "perceptual_loss" not in GANTrainer(off.model, off.train, IMAGE_SIZE).train_step(
-        iter(images())
-    )

@@ -35,6 +35,13 @@ updates. Its BatchNorm statistics are refitted to its own weights whenever it sa
 :func:`~sagan.model.batchnorm.standing_inputs`): the moving averages G gathers fit G's
 weights, not the average's.
 
+A multi-scale D (``model.discriminator_scales``) gives each image one logit per scale: the
+losses, means over all logits, average the scales, and each scale's L_D is logged as
+``d_loss_scale<f>``. ``train.perceptual_weight`` λ adds λ·P to G's loss, P being the
+VGG19 feature gap of :mod:`sagan.training.perceptual` between the step's real batch (D's
+real half, un-augmented) and G's images, over the global batch; P is logged as
+``perceptual_loss``.
+
 Conditional models (a :class:`~sagan.model.conditioning.Conditioning` given): batches are
 ``(images, labels)``; D sees the real half with its own attributes, and G and D the fake half
 with attribute rows drawn from the training split's combinations at their frequencies.

@@ -1,0 +1,59 @@
+"""The multi-scale discriminator and the perceptual loss through the real `dvc repro`, in a
+tiny repository of their own (so that the pipeline tier's two workers share the repros)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.test_end_to_end import _edit_params, _repro, _tiny_repo
+
+pytestmark = pytest.mark.pipeline
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """The tiny project with a two-scale discriminator, after its first `dvc repro`."""
+    changes = {"model": {"discriminator_scales": [1, 2]}}
+    return _tiny_repo(tmp_path_factory.mktemp("extensions") / "repo", changes)
+
+
+def _last_run_metrics(repo: Path) -> dict[str, float]:
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("sagan")
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    return run.data.metrics
+
+
+def _history_columns(repo: Path) -> list[str]:
+    return (repo / "plots" / "train" / "history.csv").read_text().splitlines()[0].split(",")
+
+
+def _fid(repo: Path) -> float:
+    return json.loads((repo / "metrics" / "eval.json").read_text())["fid"]
+
+
+def test_a_multi_scale_discriminator_runs_the_pipeline(repo):
+    columns = set(_history_columns(repo))
+    assert {"d_loss_scale1", "d_loss_scale2", "sigma_d_sn_scale2_logit"} <= columns
+    assert math.isfinite(_last_run_metrics(repo)["d_loss_scale2"])
+    assert math.isfinite(_fid(repo))
+    assert (repo / "plots" / "attention" / "discriminator_attention_16.png").is_file()
+
+
+def test_the_perceptual_loss_runs_the_pipeline_with_local_weights(repo, vgg19_stand_in):
+    perceptual = {
+        "perceptual_weight": 1.0,
+        "perceptual_layers": ["block1_conv2", "block2_conv2"],
+        "perceptual_weights": str(vgg19_stand_in),
+    }
+    _edit_params(repo, {"model": {"discriminator_scales": [1]}, "train": perceptual})
+    assert _repro(repo) == {"train", "generate", "attention", "evaluate"}
+    assert "perceptual_loss" in _history_columns(repo)
+    assert "d_loss_scale2" not in _history_columns(repo)
+    assert _last_run_metrics(repo)["perceptual_loss"] > 0
+    assert math.isfinite(_fid(repo))
