@@ -48,11 +48,16 @@ def num_blocks(image_size: int) -> int:
     return int(blocks)
 
 
+def inner_resolutions(image_size: int) -> list[int]:
+    """The feature-map sizes between the 8×8 base and ``image_size`` (16, 32 at 64×64)."""
+    return [BASE_RESOLUTION * 2**i for i in range(1, num_blocks(image_size))]
+
+
 def attention_resolutions(config: ModelConfig, image_size: int) -> tuple[int, ...]:
     """The feature-map sizes that get self-attention, checked against the network's shape."""
     if not config.attention:
         return ()
-    valid = [BASE_RESOLUTION * 2**i for i in range(1, num_blocks(image_size))]
+    valid = inner_resolutions(image_size)
     for resolution in config.attention_resolutions:
         if resolution not in valid:
             raise ConfigError(
@@ -168,7 +173,7 @@ def _discriminator_logit(
 ) -> keras.KerasTensor:
     """The reference D on ``images`` (B, S, S, 3) up to its (B, 1) logit [+ projection]."""
     widths = block_widths(config.d_width, num_blocks(image_size))[::-1]
-    reached = [BASE_RESOLUTION * 2**i for i in range(1, num_blocks(image_size))]
+    reached = inner_resolutions(image_size)
     attend_at = [r for r in config.attention_resolutions if config.attention and r in reached]
 
     def sn(layer):
