@@ -35,6 +35,7 @@ FLOAT32_STEPS = "{float32_steps}"
 REFERENCE_STEPS = "{reference_steps}"
 N_CRITIC_STEPS = "{n_critic_steps}"
 MULTI_SCALE_STEPS = "{multi_scale_steps}"
+PROGRESSIVE_STEPS = "{progressive_steps}"
 # The default before the study, as `dvc exp run -S` overrides of today's params.yaml: every
 # lever below is measured alone against it. (The `default` lever is params.yaml as it is.)
 PREVIOUS_DEFAULT = {
@@ -79,6 +80,9 @@ EXTENSIONS = {
         "model.discriminator_scales": "[1,2]",
         "train.steps": MULTI_SCALE_STEPS,
     },
+    # params.yaml's progressive_steps and progressive_fade: 16px, then 32 and 64 fading in
+    "progressive": {"train.progressive": "[16,32,64]"},
+    "progressive-equal-time": {"train.progressive": "[16,32,64]", "train.steps": PROGRESSIVE_STEPS},
 }
 # (column title, metrics file, key, format)
 COLUMNS = (
@@ -189,6 +193,14 @@ def main() -> None:
         help="updates for multi-scale-equal-time: 1,500 times its speed ratio to the default "
         "(`sagan mixed_bfloat16 scales=[1,2]` against `sagan mixed_bfloat16`: 0.73)",
     )
+    parser.add_argument(
+        "--progressive-steps",
+        type=int,
+        default=1650,
+        help="updates for progressive-equal-time: what the default's 1,500 take, at the speed "
+        "of each stage against the default's (`sagan mixed_bfloat16 progressive …` in "
+        "benchmarks.train_step)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the queue commands only")
     args = parser.parse_args()
     if args.queue:
@@ -197,6 +209,7 @@ def main() -> None:
             REFERENCE_STEPS: args.reference_steps,
             N_CRITIC_STEPS: args.n_critic_steps,
             MULTI_SCALE_STEPS: args.multi_scale_steps,
+            PROGRESSIVE_STEPS: args.progressive_steps,
         }
         for command in queue_commands(args.queue, args.seeds, args.prefix, budgets):
             print(" ".join(command))

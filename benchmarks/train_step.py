@@ -10,7 +10,8 @@ Side by side in one process, on the same random batches:
   with ``n_critic: 2``: two D updates per G update, with the two-scale discriminator
   ``model.discriminator_scales: [1, 2]``, and with the VGG19 perceptual loss on its default
   layers, whose weights here are a random stand-in: the ImageNet file cannot be fetched
-  offline, and the arithmetic is the same).
+  offline, and the arithmetic is the same), and in each stage of progressive growing
+  (``train.progressive: [16, 32, 64]``: at 16 px, fading to 32, at 32, fading to 64, at 64).
 
 ``--only NAME …`` times just those of our variants (with the straightforward baseline).
 Each variant's trainable and frozen parameter counts are printed with its figures.
@@ -51,6 +52,7 @@ import tensorflow as tf
 
 from sagan.config import ModelConfig, TrainConfig
 from sagan.model.networks import build_discriminator, build_generator
+from sagan.training.growth import GrowthSchedule
 from sagan.training.losses import hinge_d_loss, hinge_g_loss
 from sagan.training.step import GANTrainer, make_strategy
 
@@ -182,15 +184,29 @@ def main() -> None:
             "perceptual_weights": str(stand_in),
         },
     }
+    # issue 17: each stage of progressive growing, at an update inside it
+    growth = GrowthSchedule((16, 32, 64), (400, 400), 200)
+    for update in (1, 401, 601, 801, 1001):
+        stage = growth.stage(update)
+        ours_only[f"sagan mixed_bfloat16 progressive {stage.name}"] = {
+            **bf16,
+            "progressive": growth.resolutions,
+            "progressive_steps": growth.phase_steps,
+            "progressive_fade": growth.fade,
+            "at_update": update,
+        }
     for name, options in ours_only.items():
         if args.only and name not in args.only:
             continue
         # float32 unless the variant says otherwise (params.yaml's default is bfloat16)
         options = {"mixed_precision": "none", **options}
         scales = options.pop("discriminator_scales", model.discriminator_scales)
+        update = options.pop("at_update", 1)
         config = TrainConfig(batch_size=args.batch, **options)
         variant_model = dataclasses.replace(model, discriminator_scales=scales)
         trainer = GANTrainer(variant_model, config, 64, strategy)
+        trainer.step.assign(update - 1)
+        trainer.use_stage_of(update)
         trainer.shares_backward &= name != "sagan two backward passes"  # read when first traced
         variants[name] = lambda _, step=trainer.train_step: step(ours)
         frozen = trainer.perceptual.count_params() if trainer.perceptual else 0

@@ -114,6 +114,9 @@ class TrainConfig:
         metadata={"choices": VGG19_LAYERS},
     )
     perceptual_weights: str | None = None
+    progressive: tuple[int, ...] | None = field(default=None, metadata={"power_of_two": True})
+    progressive_steps: tuple[int, ...] = _positive((400, 400))
+    progressive_fade: int = field(default=200, metadata={"min": 0})
     strategy: str = _choice("auto", "auto", "default", "mirrored", "multi_worker")
     worker_wait: float = _positive(120.0)
     mixed_precision: str = _choice("auto", "auto", "none", "mixed_float16", "mixed_bfloat16")
@@ -281,6 +284,8 @@ def _check_combinations(config: Config) -> None:
             "has no deterministic gradient of VGG19's max-pools (needed for "
             f"{sorted(beyond_block1)[0]}); set jit_compile or deterministic to false"
         )
+    if train.progressive is not None:
+        _check_progressive(config)
     # evaluate reads the first evaluate.num_samples of generate's images.
     if evaluate.num_samples > generate.num_samples:
         raise ConfigError(
@@ -313,6 +318,66 @@ def _check_scales(scales: tuple[int, ...], image_size: int) -> None:
             f"model.discriminator_scales: {scales[-1]} leaves the discriminator a "
             f"{image_size // scales[-1]}px image at data.image_size {image_size}; the "
             f"coarsest scale must leave at least {MIN_DISCRIMINATOR_INPUT}px"
+        )
+
+
+def _check_progressive(config: Config) -> None:
+    """Resolutions that double up to the image size, and phases that fit the budget."""
+    model, train, image_size = config.model, config.train, config.data.image_size
+    resolutions = list(train.progressive)
+    doubling = [resolutions[0] * 2**i for i in range(len(resolutions))]
+    if resolutions != doubling or resolutions[-1] != image_size:
+        raise ConfigError(
+            f"train.progressive ({resolutions}) must double from one resolution to the next "
+            f"and end at data.image_size ({image_size}), e.g. [16, 32, {image_size}]"
+        )
+    if resolutions[0] < MIN_DISCRIMINATOR_INPUT or len(resolutions) < 2:
+        raise ConfigError(
+            f"train.progressive ({resolutions}) must start at {MIN_DISCRIMINATOR_INPUT}px or "
+            "more (D ends at an 8x8 map) and list at least two resolutions"
+        )
+    if len(train.progressive_steps) != len(resolutions) - 1:
+        raise ConfigError(
+            f"train.progressive_steps ({list(train.progressive_steps)}) must give one budget "
+            f"per resolution before the last: {len(resolutions) - 1} values for "
+            f"train.progressive {resolutions} (the last trains for the rest of train.steps)"
+        )
+    for resolution, steps in zip(resolutions[1:-1], train.progressive_steps[1:], strict=True):
+        if train.progressive_fade > steps:
+            raise ConfigError(
+                f"train.progressive_fade ({train.progressive_fade}) is longer than the "
+                f"{resolution}px phase (train.progressive_steps: {steps} updates)"
+            )
+    if train.epochs is None:
+        check_progressive_budget(train, train.steps)
+    others = {
+        "model.discriminator_scales": model.discriminator_scales != (1,),
+        "train.perceptual_weight": train.perceptual_weight > 0,
+    }
+    for key, clashes in others.items():
+        if clashes:
+            raise ConfigError(
+                f"train.progressive does not combine with {key} (the growing D is a single "
+                f"reference D, and VGG19 features need the full-size image): set {key} back "
+                "or train.progressive to null"
+            )
+
+
+def check_progressive_budget(train: TrainConfig, total_steps: int) -> None:
+    """The last phase needs its fade-in and at least one update at the full size after it.
+
+    ``total_steps`` is ``train.steps``, or what ``train.epochs`` comes to once the size of
+    the training split is known.
+    """
+    before_last = sum(train.progressive_steps)
+    last = total_steps - before_last
+    if last <= train.progressive_fade:
+        raise ConfigError(
+            f"train.progressive_steps ({list(train.progressive_steps)}, {before_last} updates) "
+            f"leave {max(last, 0)} of the {total_steps} updates of the budget to the last "
+            f"resolution, which needs its fade-in (train.progressive_fade: "
+            f"{train.progressive_fade}) and one update more: lower progressive_steps or raise "
+            "train.steps"
         )
 
 

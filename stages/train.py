@@ -15,7 +15,7 @@ import sys
 import tensorflow as tf
 
 from sagan import paths
-from sagan.config import ConfigError, load_config
+from sagan.config import ConfigError, check_progressive_budget, load_config
 from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset
 from sagan.precision import resolve_precision
@@ -24,7 +24,13 @@ from sagan.stage import Stage
 from sagan.tracking import NullTracker, TrackingError, write_run_file
 from sagan.training.checkpoints import CheckpointError
 from sagan.training.cluster import TF_CONFIG, ClusterError, join, read_cluster
-from sagan.training.loop import NonFiniteLossError, TrainPaths, WorkerLostError, train
+from sagan.training.loop import (
+    NonFiniteLossError,
+    TrainPaths,
+    WorkerLostError,
+    total_steps,
+    train,
+)
 from sagan.training.perceptual import vgg19_weights_file
 from sagan.training.session import (
     open_tracking,
@@ -59,6 +65,9 @@ def main() -> int:
         logger.info("precision: %s", resolve_precision(config.train.mixed_precision).reason)
         manifest = prepared_manifest(config, paths.PREPARED_DIR)
         conditioning = training_conditioning(config, manifest, paths.PREPARED_DIR)
+        if config.train.progressive is not None:  # train.epochs' budget is known only now
+            budget = total_steps(config, manifest.splits["train"].count)
+            check_progressive_budget(config.train, budget)
         if config.train.perceptual_weight > 0:
             vgg19_weights_file(config.train)  # downloaded here, before any run or checkpoint
         cluster = read_cluster(config.train.strategy, os.environ.get(TF_CONFIG))

@@ -20,6 +20,7 @@ unconditional logit reads too (Miyato & Koyama 2018). Unconditional models are u
 
 from __future__ import annotations
 
+import functools
 import math
 
 import keras
@@ -95,10 +96,39 @@ def _attributes_input(config: ModelConfig, attribute_dim: int | None) -> keras.K
     return None if attribute_dim is None else keras.Input((attribute_dim,), name="attributes")
 
 
+def symbolic_inputs(x: keras.KerasTensor, attributes: keras.KerasTensor | None):
+    """A model's inputs: ``x`` alone, or ``[x, attributes]`` for a conditional model."""
+    return x if attributes is None else [x, attributes]
+
+
 def build_generator(
     config: ModelConfig, image_size: int = 64, attribute_dim: int | None = None
 ) -> keras.Model:
     """z (B, latent_dim) [, attributes (B, attribute_dim)] → images (B, S, S, 3) in [-1, 1]."""
+    z, attributes = generator_inputs(config, attribute_dim)
+    _, images = generator_graph(config, image_size, z, attributes)
+    return keras.Model(symbolic_inputs(z, attributes), images, name="generator")
+
+
+def generator_inputs(
+    config: ModelConfig, attribute_dim: int | None
+) -> tuple[keras.KerasTensor, keras.KerasTensor | None]:
+    """The noise input and, for a conditional G, the attribute input."""
+    z = keras.Input((config.latent_dim,), name="z")
+    return z, _attributes_input(config, attribute_dim)
+
+
+def generator_graph(
+    config: ModelConfig,
+    image_size: int,
+    z: keras.KerasTensor,
+    attributes: keras.KerasTensor | None,
+) -> tuple[dict[int, keras.KerasTensor], keras.KerasTensor]:
+    """G's layers on its inputs: the feature map at each inner resolution, and the images.
+
+    The feature map of resolution r (16, 32 at 64×64) is what the block that makes it
+    returns, after its attention layer when it has one.
+    """
     blocks = num_blocks(image_size)
     widths = block_widths(config.g_width, blocks)
     attend_at = attention_resolutions(config, image_size)
@@ -114,12 +144,11 @@ def build_generator(
             return _batch_norm(name)(x)
         return ConditionalBatchNormalization(name=name)([x, attributes])
 
-    z = keras.Input((config.latent_dim,), name="z")
-    attributes = _attributes_input(config, attribute_dim)
     x = sn(keras.layers.Dense(BASE_RESOLUTION * BASE_RESOLUTION * widths[0], name="project"))(z)
     x = keras.layers.Reshape((BASE_RESOLUTION, BASE_RESOLUTION, widths[0]))(x)
     x = batch_norm(x, "project_bn")
     x = keras.layers.ReLU()(x)
+    features = {}
     resolution = BASE_RESOLUTION
     for i, filters in enumerate(widths[1:], start=1):
         resolution *= 2
@@ -128,10 +157,10 @@ def build_generator(
         x = keras.layers.ReLU()(x)
         if resolution in attend_at:
             x = _attention(config, f"attention_{resolution}")(x)
+        features[resolution] = x
     x = up(3, f"up{blocks}")(x)
     images = keras.layers.Activation("tanh", dtype="float32", name="images")(x)
-    inputs = z if attributes is None else [z, attributes]
-    return keras.Model(inputs, images, name="generator")
+    return features, images
 
 
 def build_discriminator(
@@ -154,41 +183,81 @@ def build_discriminator(
         prefix = "" if factor == 1 else f"scale{factor}_"
         if factor > 1:
             scaled = keras.layers.AveragePooling2D(factor, name=f"{prefix}pool")(images)
-        logits.append(
-            _discriminator_logit(config, scaled, attributes, image_size // factor, prefix)
-        )
+        layers = DiscriminatorLayers(config, image_size // factor, prefix)
+        logits.append(layers.logit_from(scaled, image_size // factor, attributes))
     if len(logits) > 1:
         logits = [keras.layers.Concatenate(name="logit_per_scale")(logits)]  # (B, scales)
     logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits[0])
-    inputs = images if attributes is None else [images, attributes]
-    return keras.Model(inputs, logits, name="discriminator")
+    return keras.Model(symbolic_inputs(images, attributes), logits, name="discriminator")
 
 
-def _discriminator_logit(
-    config: ModelConfig,
-    images: keras.KerasTensor,
-    attributes: keras.KerasTensor | None,
-    image_size: int,
-    prefix: str,
-) -> keras.KerasTensor:
-    """The reference D on ``images`` (B, S, S, 3) up to its (B, 1) logit [+ projection]."""
-    widths = block_widths(config.d_width, num_blocks(image_size))[::-1]
-    reached = inner_resolutions(image_size)
-    attend_at = [r for r in config.attention_resolutions if config.attention and r in reached]
+class DiscriminatorLayers:
+    """The reference D's layers for ``image_size``-px images, to be entered at any resolution.
 
-    def sn(layer):
-        return SpectralNormalization(layer, config.power_iterations, name=f"sn_{layer.name}")
+    ``logit_from(x, r)`` runs the layers from the r-px map ``x`` (the image itself when r is
+    the image size) to the logit; a progressive D enters at its phase's resolution. Each
+    layer is made on first use and shared by every later entry. (Made on first use, not up
+    front: Keras draws each layer's initializer seed when the layer is made, so this order
+    keeps the weights of a given ``train.seed`` what they always were.)
+    """
 
-    x = images
-    resolution = image_size
-    for i, filters in enumerate(widths, start=1):
-        resolution //= 2
-        conv = keras.layers.Conv2D(filters, config.kernel_size, 2, "same", name=f"{prefix}down{i}")
-        x = keras.layers.LeakyReLU(config.leaky_relu_slope)(sn(conv)(x))
-        if resolution in attend_at:
-            x = _attention(config, f"{prefix}attention_{resolution}")(x)
-    logit = sn(keras.layers.Dense(1, name=f"{prefix}logit"))(keras.layers.Flatten()(x))
-    if attributes is None:
-        return logit
-    projection = Projection(config.power_iterations, name=f"{prefix}projection")([x, attributes])
-    return keras.layers.Add(name=f"{prefix}logit_plus_projection")([logit, projection])
+    def __init__(self, config: ModelConfig, image_size: int, prefix: str = ""):
+        self.config = config
+        self.image_size = image_size
+        self.prefix = prefix
+        self.widths = block_widths(config.d_width, num_blocks(image_size))[::-1]
+        self.attend_at = [
+            r
+            for r in config.attention_resolutions
+            if config.attention and r in inner_resolutions(image_size)
+        ]
+        self._layers: dict[str, keras.layers.Layer] = {}
+
+    def channels(self, resolution: int) -> int:
+        """Channels of the map at ``resolution`` (below the image's): what a block makes."""
+        return self.widths[self._block_index(resolution * 2) - 1]
+
+    def _block_index(self, resolution: int) -> int:
+        """1 for the block that reads the image, 2 for the next, …"""
+        return int(math.log2(self.image_size // resolution)) + 1
+
+    def _layer(self, name: str, make) -> keras.layers.Layer:
+        """The layer ``<prefix><name>``, made by ``make(that full name)`` on first use."""
+        name = self.prefix + name
+        if name not in self._layers:
+            self._layers[name] = make(name)
+        return self._layers[name]
+
+    def _sn(self, layer: keras.layers.Layer) -> SpectralNormalization:
+        return SpectralNormalization(layer, self.config.power_iterations, name=f"sn_{layer.name}")
+
+    def block(self, x: keras.KerasTensor, resolution: int) -> keras.KerasTensor:
+        """The stride-2 block that takes the ``resolution``-px map to half its side."""
+        i = self._block_index(resolution)
+        filters, kernel_size = self.widths[i - 1], self.config.kernel_size
+        conv = self._layer(
+            f"down{i}",
+            lambda name: self._sn(keras.layers.Conv2D(filters, kernel_size, 2, "same", name=name)),
+        )
+        return keras.layers.LeakyReLU(self.config.leaky_relu_slope)(conv(x))
+
+    def logit_from(
+        self, x: keras.KerasTensor, resolution: int, attributes: keras.KerasTensor | None
+    ) -> keras.KerasTensor:
+        """(B, 1) logits [+ projection] of the ``resolution``-px map ``x``."""
+        while True:
+            if resolution in self.attend_at:
+                attention = functools.partial(_attention, self.config)
+                x = self._layer(f"attention_{resolution}", attention)(x)
+            if resolution == BASE_RESOLUTION:
+                break
+            x = self.block(x, resolution)
+            resolution //= 2
+        dense = self._layer("logit", lambda name: self._sn(keras.layers.Dense(1, name=name)))
+        logit = dense(keras.layers.Flatten()(x))
+        if attributes is None:
+            return logit
+        iterations = self.config.power_iterations
+        projection = self._layer("projection", lambda name: Projection(iterations, name=name))
+        add = self._layer("logit_plus_projection", lambda name: keras.layers.Add(name=name))
+        return add([logit, projection([x, attributes])])

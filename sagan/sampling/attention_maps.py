@@ -22,7 +22,7 @@ import numpy as np
 from sagan.files import atomic_path
 from sagan.model.conditioning import model_inputs
 from sagan.model.layers import SelfAttention
-from sagan.sampling.grids import to_uint8
+from sagan.sampling.grids import to_uint8, upsample_nearest
 
 SNAPSHOT_PATTERN = re.compile(r"step_(\d+)\.npz")
 IMAGE_KEY = "image"
@@ -35,10 +35,24 @@ def attention_maps(model: keras.Model, inputs) -> dict[str, np.ndarray]:
         if isinstance(layer, SelfAttention):
             # The functional graph gives the feature map that enters the layer; calling
             # the layer on it again with return_attention yields A without a second model.
-            features = keras.Model(model.input, layer.input)(inputs, training=False)
+            features = _up_to_input_of(layer, model)(inputs, training=False)
             _, attention = layer(features, training=False, return_attention=True)
             maps[layer.name] = np.asarray(attention, np.float32)
     return maps
+
+
+def _up_to_input_of(layer: keras.layers.Layer, model: keras.Model) -> keras.Model:
+    """``model`` from its inputs to the feature map entering ``layer``.
+
+    A layer shared by several models (a progressive run's D has one per stage) was called
+    once per model; the call in ``model``'s graph is the one its inputs reach.
+    """
+    for node in layer._inbound_nodes:  # Keras has no public list of a layer's calls
+        try:
+            return keras.Model(model.input, node.input_tensors[0])
+        except ValueError:
+            continue
+    raise ValueError(f"{layer.name} is not part of {model.name}'s graph")
 
 
 def query_position(point: tuple[float, float], side: int) -> int:
@@ -80,17 +94,23 @@ def save_snapshot(
     z: np.ndarray,
     path: Path,
     attributes: np.ndarray | None = None,
+    image_size: int | None = None,
 ) -> None:
     """:func:`generated_maps` of one noise vector ``z`` (1, latent), as float16 (HW, keys).
 
-    Nothing is written for a model without self-attention.
+    The face is stored at ``image_size`` (a progressive stage's smaller one upsampled), so
+    every snapshot of a run shows at one size. Nothing is written for a model without
+    self-attention.
     """
     images, maps = generated_maps(generator, discriminator, z, attributes)
     if not maps:
         return
+    face = to_uint8(images)
+    if image_size is not None:
+        face = upsample_nearest(face, image_size)
     arrays = {name: m[0].astype(np.float16) for name, m in maps.items()}
     with atomic_path(path) as temporary, temporary.open("wb") as handle:
-        np.savez_compressed(handle, **{IMAGE_KEY: to_uint8(images)[0]}, **arrays)
+        np.savez_compressed(handle, **{IMAGE_KEY: face[0]}, **arrays)
 
 
 def read_snapshots(directory: Path) -> list[tuple[int, dict[str, np.ndarray]]]:

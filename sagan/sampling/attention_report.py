@@ -59,16 +59,17 @@ def training_figures(config: Config, snapshots_dir: Path, out_dir: Path) -> None
     picks = np.unique(np.linspace(0, len(snapshots) - 1, MAX_TRAINING_ROWS).round().astype(int))
     chosen = [snapshots[i] for i in picks]
     points = list(config.attention.queries.values())
-    faces = np.stack([arrays[IMAGE_KEY] for _, arrays in chosen])
-    labels = [f"step {step}" for step, _ in chosen]
     for key in (k for k in chosen[-1][1] if k != IMAGE_KEY):
         prefix, layer = key.split("_", 1)
-        maps = np.stack([arrays[key].astype(np.float32) for _, arrays in chosen])
+        # A progressive run's layers of a later resolution join during training.
+        having = [(step, arrays) for step, arrays in chosen if key in arrays]
+        faces = np.stack([arrays[IMAGE_KEY] for _, arrays in having])
+        maps = np.stack([arrays[key].astype(np.float32) for _, arrays in having])
         figure = overlay_figure(
             faces,
             query_maps(maps, points),
             config.attention.queries,
-            labels,
+            [f"step {step}" for step, _ in having],
             f"{NETWORKS[prefix]} {layer} over training (the first fixed-noise face)",
         )
         save_figure(figure, out_dir / f"{NETWORKS[prefix]}_{layer}_over_training.png")

@@ -30,3 +30,9 @@ def save_png(image: np.ndarray, path: Path) -> None:
     with atomic_path(path) as temporary:
         # Level 1: 1.4× faster than the default 6 on 64×64 faces, files 5% larger.
         Image.fromarray(image).save(temporary, format="PNG", compress_level=1)
+
+
+def upsample_nearest(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, s, s, C) images → (N, size, size, C), each pixel repeated (size a multiple of s)."""
+    factor = size // images.shape[1]
+    return images.repeat(factor, axis=1).repeat(factor, axis=2)

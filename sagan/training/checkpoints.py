@@ -42,9 +42,12 @@ _BUDGET_KEYS = frozenset(
 _CONDITIONAL_KEYS = frozenset({"conditional", "condition_on"})
 # Keys added later, left out while off so that older runs keep their fingerprints.
 _OFF_MODEL_VALUES = {"discriminator_scales": (1,)}
-_OFF_VALUES = {"augment": None, "perceptual_weight": 0.0}
-# Train keys that only matter while the perceptual loss is on (perceptual_weight > 0).
-_PERCEPTUAL_KEYS = frozenset({"perceptual_layers", "perceptual_weights"})
+_OFF_VALUES = {"augment": None, "perceptual_weight": 0.0, "progressive": None}
+# Train keys that only matter while the key they belong to is on (not at its _OFF_VALUES).
+_DEPENDENT_KEYS = {
+    "perceptual_weight": ("perceptual_layers", "perceptual_weights"),
+    "progressive": ("progressive_steps", "progressive_fade"),
+}
 IDENTITY_FILE = "run_identity.json"
 
 
@@ -57,12 +60,9 @@ def run_identity(config: Config) -> dict:
 
     ``train.mixed_precision: auto`` counts as the policy it resolves to on this machine.
     """
-    train = {
-        key: value
-        for key, value in _without_off_values(config.train, _OFF_VALUES).items()
-        if key not in _BUDGET_KEYS
-        and (config.train.perceptual_weight > 0 or key not in _PERCEPTUAL_KEYS)
-    }
+    train = _without_off_values(config.train, _OFF_VALUES)
+    unused = {key for owner, keys in _DEPENDENT_KEYS.items() if owner not in train for key in keys}
+    train = {key: value for key, value in train.items() if key not in _BUDGET_KEYS | unused}
     train["mixed_precision"] = resolve_precision(config.train.mixed_precision).policy
     model = {
         key: value

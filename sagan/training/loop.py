@@ -31,7 +31,7 @@ from sagan.files import TEMPORARY_PREFIX, atomic_directory, atomic_path
 from sagan.model.conditioning import model_inputs
 from sagan.sampling.attention_maps import save_snapshot
 from sagan.sampling.faces import fixed_attributes, fixed_noise
-from sagan.sampling.grids import grid, save_png, to_uint8
+from sagan.sampling.grids import grid, save_png, to_uint8, upsample_nearest
 from sagan.tracking import NullTracker, Tracker
 from sagan.training.checkpoints import Checkpoints
 from sagan.training.step import GANTrainer
@@ -110,29 +110,30 @@ def train(
         config,
         config.train.keep_checkpoints,
         writer=chief,
-        generator=trainer.generator,
-        discriminator=trainer.discriminator,
-        g_optimizer=trainer.g_optimizer,
-        d_optimizer=trainer.d_optimizer,
-        step=trainer.step,
+        **trainer.checkpointed(),
         **({"iterator": iterator} if iterator is not None else {}),
-        **({"ema_generator": trainer.ema_generator} if trainer.ema_generator else {}),
     )
     checkpoints.restore_latest()
     if iterator is None:
         done = int(trainer.step.numpy()) * config.train.n_critic
         iterator = _distribute(trainer.strategy, dataset.skip(done))
     start, end = int(trainer.step.numpy()), total_steps(config, num_train_images)
+    trainer.use_stage_of(min(start + 1, end))  # the last stage's models when none is left
     # Live plots sit beside the checkpoints, so a resumed run keeps its history.
     live_plots = checkpoints.directory / "plots"
     history = History(live_plots / "history.csv", start)
     noise = fixed_noise(config.train.seed, config.model.latent_dim, SAMPLE_GRID_SIDE**2)
     attributes = fixed_attributes(trainer.conditioning, config.train.seed, SAMPLE_GRID_SIDE**2)
     metrics: dict[str, float] = {}
+    image_size = config.data.image_size
     timer = _Throughput(config.train.batch_size)
     progress = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True)
     with _StopAtStepEnd() as stop, progress:
         for step in range(start + 1, end + 1):
+            stage = trainer.stage
+            trainer.begin_update(step)
+            if trainer.stage != stage:  # a progressive run's new stage: its own speed
+                timer = _Throughput(config.train.batch_size)
             losses = _train_step(trainer, iterator, step, multi_worker)
             _check_finite(losses, step)
             timer.tick()
@@ -141,13 +142,18 @@ def train(
                 d=f"{losses['d_loss']:.3f}", g=f"{losses['g_loss']:.3f}", ips=f"{timer.rate:.0f}"
             )
             if chief and (step % config.train.log_every == 0 or step == end):
-                metrics = {**losses, **trainer.attention_gammas(), **trainer.spectral_norms()}
+                metrics = {
+                    **losses,
+                    **trainer.growth_metrics(),
+                    **trainer.attention_gammas(),
+                    **trainer.spectral_norms(),
+                }
                 metrics["images_per_second"] = timer.rate
                 history.append({"step": step, **metrics})
                 tracker.log_metrics(metrics, step)
             if chief and (step % config.train.sample_every == 0 or step == end):
                 sample_path = live_plots / "samples" / f"step_{step:06d}.png"
-                _save_samples(trainer, model_inputs(noise, attributes), sample_path)
+                _save_samples(trainer, model_inputs(noise, attributes), sample_path, image_size)
                 tracker.log_artifact(sample_path, "samples")
                 snapshot_path = live_plots / "attention" / f"step_{step:06d}.npz"
                 save_snapshot(
@@ -156,6 +162,7 @@ def train(
                     noise[:1],
                     snapshot_path,
                     None if attributes is None else attributes[:1],
+                    image_size,
                 )
             if step % config.train.checkpoint_every == 0 or step == end:
                 checkpoints.save(step)
@@ -248,9 +255,11 @@ def _check_finite(losses: dict[str, float], step: int) -> None:
             )
 
 
-def _save_samples(trainer: GANTrainer, inputs, path: Path) -> None:
+def _save_samples(trainer: GANTrainer, inputs, path: Path, image_size: int) -> None:
+    """The grid of G's images, a progressive stage's smaller ones upsampled to ``image_size``."""
     images = trainer.sampling_generator()(inputs, training=False)
-    save_png(grid(to_uint8(np.asarray(images)), SAMPLE_GRID_SIDE), path)
+    images = upsample_nearest(to_uint8(np.asarray(images)), image_size)
+    save_png(grid(images, SAMPLE_GRID_SIDE), path)
 
 
 class _Throughput:

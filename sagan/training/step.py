@@ -60,8 +60,10 @@ from sagan.model.batchnorm import refit_batch_norm, standing_inputs
 from sagan.model.conditioning import Conditioning, model_inputs
 from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.model.networks import build_discriminator, build_generator
+from sagan.model.progressive import Growing, grow_discriminator, grow_generator
 from sagan.precision import resolve_precision
 from sagan.training.augment import augment
+from sagan.training.growth import GrowthSchedule
 from sagan.training.losses import get_losses, gradient_penalty, per_scale_losses
 from sagan.training.perceptual import (
     feature_network,
@@ -106,6 +108,14 @@ def _adam(learning_rate: float, config: TrainConfig, precision: str) -> keras.op
     return optimizer
 
 
+def _reset_adam(optimizer: keras.optimizers.Optimizer) -> None:
+    """Zero Adam's moments and iteration count (the float16 loss scale keeps its state)."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    for variable in inner.variables:
+        if variable.name != "learning_rate":
+            variable.assign(tf.zeros_like(variable))
+
+
 class GANTrainer:
     """Generator, discriminator, their optimizers, the optional EMA generator and the step."""
 
@@ -134,6 +144,8 @@ class GANTrainer:
             )
         attribute_dim = None if conditioning is None else conditioning.dim
         self.latent_dim = model_config.latent_dim
+        self.image_size = image_size
+        self.growth = GrowthSchedule.from_config(config)
         self.scales = model_config.discriminator_scales
         self.losses = get_losses(config.loss)
         self.precision = resolve_precision(config.mixed_precision).policy
@@ -142,16 +154,11 @@ class GANTrainer:
         )
         with self.strategy.scope():
             keras.utils.set_random_seed(config.seed)  # initial weights
-            self.generator = build_generator(model_config, image_size, attribute_dim)
-            self.discriminator = build_discriminator(model_config, image_size, attribute_dim)
+            self._networks = self._build_networks(model_config, image_size, attribute_dim)
             self.g_optimizer = _adam(config.g_lr, config, self.precision)
             self.d_optimizer = _adam(config.d_lr, config, self.precision)
-            self.g_optimizer.build(self.generator.trainable_variables)
-            self.d_optimizer.build(self.discriminator.trainable_variables)
-            self.ema_generator = None
-            if config.ema_decay is not None:
-                self.ema_generator = build_generator(model_config, image_size, attribute_dim)
-                self.ema_generator.set_weights(self.generator.get_weights())
+            self.g_optimizer.build(self._networks["generator"].trainable_variables)
+            self.d_optimizer.build(self._networks["discriminator"].trainable_variables)
             self.perceptual = None
             if config.perceptual_weight > 0:
                 weights = vgg19_weights_file(config)
@@ -164,10 +171,97 @@ class GANTrainer:
         self.shares_backward = (
             config.gp_weight == 0 and self.precision != "mixed_float16" and len(self.scales) == 1
         )
+        self.stage = None
+        if self.growth is None:
+            self._trace()
+        else:
+            self.use_stage_of(1)
+
+    def _build_networks(
+        self, model_config: ModelConfig, image_size: int, attribute_dim: int | None
+    ) -> dict[str, keras.Model]:
+        """G, D and the EMA G, or for a progressive run the models holding every stage's layers.
+
+        The step trains ``self.generator`` and ``self.discriminator``: these same models, or
+        the stage's ones (:meth:`use_stage_of`).
+        """
+        if self.growth is None:
+            self.generator = build_generator(model_config, image_size, attribute_dim)
+            self.discriminator = build_discriminator(model_config, image_size, attribute_dim)
+            networks = {"generator": self.generator, "discriminator": self.discriminator}
+            if self.config.ema_decay is not None:
+                networks["ema_generator"] = build_generator(model_config, image_size, attribute_dim)
+        else:
+
+            def growing(build) -> Growing:
+                return build(model_config, self.growth.resolutions, self.growth.fade, attribute_dim)
+
+            self._growing = {
+                "generator": growing(grow_generator),
+                "discriminator": growing(grow_discriminator),
+            }
+            if self.config.ema_decay is not None:
+                self._growing["ema_generator"] = growing(grow_generator)
+            networks = {name: grown.everything for name, grown in self._growing.items()}
+        self.ema_generator = networks.get("ema_generator")
+        if self.ema_generator is not None:
+            self.ema_generator.set_weights(networks["generator"].get_weights())
+        return networks
+
+    def use_stage_of(self, update: int) -> None:
+        """Train (and sample) the models of the progressive stage that runs ``update``.
+
+        A new stage traces the step anew: its models are other graphs.
+        """
+        if self.growth is None or self.growth.stage(update) == self.stage:
+            return
+        self.stage = self.growth.stage(update)
+        self._phase_start = self.growth.phase_start(update)
+        models = {name: grown.models[self.stage] for name, grown in self._growing.items()}
+        self.generator = models["generator"]
+        self.discriminator = models["discriminator"]
+        self.ema_generator = models.get("ema_generator")
+        self._fades = []
+        if self.stage.fading:
+            self._fades = [grown.fades[self.stage.resolution] for grown in self._growing.values()]
+        self._refitted_at_step = None
+        self._trace()
+
+    def _trace(self) -> None:
+        """New step functions, traced on their first call."""
         # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
         # takes the batches already drawn and holds every strategy.run of the update.
-        self._update = tf.function(self._update_fn, jit_compile=config.jit_compile)
+        self._update = tf.function(self._update_fn, jit_compile=self.config.jit_compile)
         self.train_step = tf.function(self._train_step)
+
+    def begin_update(self, update: int) -> None:
+        """Ready update ``update`` (from 1): its stage's models, and fresh Adam states when it
+        opens a phase (ProGAN's reset: the grown block and the rest start their moments and
+        bias correction together)."""
+        self.use_stage_of(update)
+        if self.growth is not None and self.growth.starts_phase(update):
+            for optimizer in (self.g_optimizer, self.d_optimizer):
+                _reset_adam(optimizer)
+
+    def checkpointed(self) -> dict[str, object]:
+        """Every weight of every stage, both optimizers and the step: what a checkpoint holds."""
+        state = {
+            "generator": self._networks["generator"],
+            "discriminator": self._networks["discriminator"],
+            "g_optimizer": self.g_optimizer,
+            "d_optimizer": self.d_optimizer,
+            "step": self.step,
+        }
+        if "ema_generator" in self._networks:
+            state["ema_generator"] = self._networks["ema_generator"]
+        return state
+
+    def growth_metrics(self) -> dict[str, float]:
+        """The resolution and α of the last update of a progressive run; none otherwise."""
+        if self.growth is None:
+            return {}
+        step = int(self.step.numpy())
+        return {"resolution": self.stage.resolution, "fade_alpha": self.growth.alpha(step)}
 
     # -- randomness ---------------------------------------------------------------------
 
@@ -206,9 +300,30 @@ class GANTrainer:
     def _real(self, batch) -> tuple[tf.Tensor, tf.Tensor | None]:
         """Images and, for a conditional model, the one-hot attributes of their labels."""
         if self.conditioning is None:
-            return batch, None
+            return self._at_stage_size(batch), None
         images, labels = batch
-        return images, self.conditioning.encode(self.conditioning.select(labels))
+        attributes = self.conditioning.encode(self.conditioning.select(labels))
+        return self._at_stage_size(images), attributes
+
+    def _at_stage_size(self, images: tf.Tensor) -> tf.Tensor:
+        """Real images as the progressive stage's D sees them: average-pooled to its
+        resolution and, during a fade-in, blended as G's output is: (1 − α)·upsampled
+        half-size image + α·the image (Karras et al.). Unchanged without progressive growing."""
+        if self.stage is None:
+            return images
+        factor = self.image_size // self.stage.resolution
+        if factor > 1:
+            images = tf.nn.avg_pool2d(images, factor, factor, "VALID")
+        if self.stage.fading:
+            coarse = tf.nn.avg_pool2d(images, 2, 2, "VALID")
+            coarse = tf.repeat(tf.repeat(coarse, 2, axis=1), 2, axis=2)
+            images = coarse + self._alpha() * (images - coarse)
+        return images
+
+    def _alpha(self) -> tf.Tensor:
+        """α of the update in flight (``self.step`` counts the updates done before it)."""
+        done_in_phase = tf.cast(self.step - self._phase_start, tf.float32)
+        return (done_in_phase + 1.0) / (self.growth.fade + 1)
 
     # -- the two networks, with their attributes when conditional -------------------------
 
@@ -432,6 +547,10 @@ class GANTrainer:
         return self._update([next(iterator) for _ in range(self.config.n_critic)])
 
     def _update_fn(self, real_batches: list) -> dict[str, tf.Tensor]:
+        if self.stage is not None and self.stage.fading:
+            alpha = self._alpha()
+            for fade in self._fades:
+                fade.alpha.assign(alpha)
         simultaneous = self.config.update == "simultaneous"
         for critic, real_batch in enumerate(real_batches):
             joint = simultaneous and critic == len(real_batches) - 1
@@ -449,7 +568,8 @@ class GANTrainer:
         """ema ← decay·ema + (1 − decay)·w for trainable weights; a plain copy of the rest."""
         started = self.step > self.config.ema_start
         decay = tf.where(started, self.config.ema_decay, 0.0)
-        for average, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
+        averages, weights = self._networks["ema_generator"], self._networks["generator"]
+        for average, weight in zip(averages.weights, weights.weights, strict=True):
             if weight.trainable:
                 average.assign(decay * average + (1.0 - decay) * weight)
             else:

@@ -1,0 +1,56 @@
+"""When a progressive run (``train.progressive``) trains which stage, as a function of the step.
+
+Phase p trains at resolution r_p for ``progressive_steps[p]`` generator updates (the last
+phase for the rest of the budget). Every phase after the first begins with
+``progressive_fade`` = F updates of fade-in: at its k-th update (k = 1 … F) the new block
+counts with α = k / (F + 1), so α rises linearly from 0 towards 1; from update F + 1 of the
+phase on, the new resolution trains alone. Updates are numbered from 1, as ``train.step``
+counts them, so a checkpoint taken after any update (mid-fade included) fixes the stage and
+α of every update that follows.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from sagan.config import TrainConfig
+from sagan.model.progressive import Stage
+
+
+@dataclass(frozen=True)
+class GrowthSchedule:
+    resolutions: tuple[int, ...]
+    phase_steps: tuple[int, ...]  # one per resolution but the last
+    fade: int
+
+    @classmethod
+    def from_config(cls, train: TrainConfig) -> GrowthSchedule | None:
+        """The schedule of ``train.progressive``; None when it is off."""
+        if train.progressive is None:
+            return None
+        return cls(train.progressive, train.progressive_steps, train.progressive_fade)
+
+    def phase_start(self, update: int) -> int:
+        """The updates done before the phase of ``update`` began."""
+        starts = [0, *itertools.accumulate(self.phase_steps)]
+        return max(start for start in starts if start < update)
+
+    def phase_index(self, update: int) -> int:
+        return list(itertools.accumulate([0, *self.phase_steps])).index(self.phase_start(update))
+
+    def stage(self, update: int) -> Stage:
+        """The stage that runs ``update`` (from 1; past the budget, the last stage)."""
+        index = self.phase_index(update)
+        fading = index > 0 and update - self.phase_start(update) <= self.fade
+        return Stage(self.resolutions[index], fading)
+
+    def alpha(self, update: int) -> float:
+        """The new resolution's weight in ``update``: k / (F + 1) at fade-in update k, else 1."""
+        if not self.stage(update).fading:
+            return 1.0
+        return (update - self.phase_start(update)) / (self.fade + 1)
+
+    def starts_phase(self, update: int) -> bool:
+        """Whether ``update`` is the first of a phase after the first."""
+        return update > 1 and self.phase_start(update) == update - 1
