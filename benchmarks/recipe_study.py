@@ -83,6 +83,13 @@ EXTENSIONS = {
     # params.yaml's progressive_steps and progressive_fade: 16px, then 32 and 64 fading in
     "progressive": {"train.progressive": "[16,32,64]"},
     "progressive-equal-time": {"train.progressive": "[16,32,64]", "train.steps": PROGRESSIVE_STEPS},
+    # shorter low-resolution phases: 200 updates at 16px, 32px fading in over 100 and alone
+    # for 200, 64px fading in over 100 and alone for the last 900
+    "progressive-short": {
+        "train.progressive": "[16,32,64]",
+        "train.progressive_steps": "[200,300]",
+        "train.progressive_fade": "100",
+    },
 }
 # (column title, metrics file, key, format)
 COLUMNS = (

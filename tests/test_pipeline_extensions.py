@@ -1,5 +1,6 @@
-"""The multi-scale discriminator and the perceptual loss through the real `dvc repro`, in a
-tiny repository of their own (so that the pipeline tier's two workers share the repros)."""
+"""The multi-scale discriminator, the perceptual loss and progressive growing through the real
+`dvc repro` / `dvc exp run`, in a tiny repository of their own (so that the pipeline tier's two
+workers share the repros)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.test_end_to_end import _edit_params, _repro, _tiny_repo
+from sagan.model.saved import load_model
+from tests.test_end_to_end import _edit_params, _repro, _run, _tiny_repo
 
 pytestmark = pytest.mark.pipeline
 
@@ -57,3 +59,25 @@ def test_the_perceptual_loss_runs_the_pipeline_with_local_weights(repo, vgg19_st
     assert "d_loss_scale2" not in _history_columns(repo)
     assert _last_run_metrics(repo)["perceptual_loss"] > 0
     assert math.isfinite(_fid(repo))
+
+
+def test_progressive_growing_runs_as_a_dvc_experiment(repo):
+    """The README's `dvc exp run -S train.progressive=…` line, at the tiny repo's 32px:
+    16px for 2 updates, then 32px fading in over 1 update and alone for the last."""
+    growth = {
+        "train.progressive": "[16,32]",
+        "train.progressive_steps": "[2]",
+        "train.progressive_fade": "1",
+        "train.perceptual_weight": "0",
+        "model.discriminator_scales": "[1]",
+    }
+    overrides = [arg for key, value in growth.items() for arg in ("-S", f"{key}={value}")]
+    _run("dvc", "exp", "run", "-n", "grown", *overrides, cwd=repo)
+    rows = (repo / "plots" / "train" / "history.csv").read_text().splitlines()
+    resolution = rows[0].split(",").index("resolution")
+    assert [row.split(",")[resolution] for row in rows[1:]] == ["16", "32"]
+    assert _last_run_metrics(repo)["resolution"] == 32
+    assert math.isfinite(_fid(repo))
+    generator = load_model(repo / "models" / "generator.keras")
+    assert generator.outputs[0].shape[1:] == (32, 32, 3)
+    assert "grown" in _run("dvc", "exp", "show", "--no-pager", "--csv", cwd=repo)

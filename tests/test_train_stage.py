@@ -129,3 +129,17 @@ def test_offline_without_vgg19_weights_the_stage_stops_before_any_run_or_checkpo
     assert "Traceback" not in log
     assert not (root / "mlflow.db").exists() and not (root / "checkpoints").exists()
     assert not (root / "models").exists()
+
+
+def test_a_growth_schedule_too_long_for_the_epochs_budget_stops_before_any_run(
+    tmp_path, prepared_data
+):
+    # 64 training images in batches of 8: one epoch is 8 updates, 3 of them at 16px.
+    growth = {"progressive": [16, 32], "progressive_steps": [3], "progressive_fade": 5}
+    root = stage_workspace(tmp_path / "grown", prepared_data, train={"epochs": 1.0, **growth})
+    process = start_stage(root)
+    log = process.communicate(timeout=300)[0]
+    assert process.returncode == 1, log
+    assert "train.progressive_steps ([3], 3 updates) leave 5 of the 8 updates" in log, log
+    assert "Traceback" not in log
+    assert not (root / "mlflow.db").exists() and not (root / "checkpoints").exists()

@@ -237,6 +237,8 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in):
             "perceptual_weights": sys.argv[1],
         }
 
+        GROWTH = {"progressive": (16, 32), "progressive_steps": (1,), "progressive_fade": 1}
+
         def losses(strategy, conditional, augment, scales=(1,), extra={}):
             config = tiny_config(conditional, augment=augment, **extra)
             model = dataclasses.replace(config.model, discriminator_scales=scales)
@@ -244,9 +246,11 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in):
             trainer = GANTrainer(model, config.train, 32, strategy, attributes)
             batches = labelled_images() if conditional else images()
             iterator = iter(strategy.experimental_distribute_dataset(batches))
-            return [
-                {k: float(v) for k, v in trainer.train_step(iterator).items()} for _ in range(3)
-            ]
+            rows = []
+            for update in (1, 2, 3):
+                trainer.begin_update(update)  # a progressive run's stage of this update
+                rows.append({k: float(v) for k, v in trainer.train_step(iterator).items()})
+            return rows
 
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         cases = (
@@ -255,6 +259,7 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in):
             (False, AUGMENTATIONS),
             (True, None, (1, 2)),  # multi-scale D
             (False, None, (1,), PERCEPTUAL),  # P of the global batch (an all-reduce)
+            (True, None, (1,), GROWTH),  # 16px, fading to 32, 32px
         )
         for conditional, augment, *extensions in cases:
             single = losses(tf.distribute.get_strategy(), conditional, augment, *extensions)
@@ -272,7 +277,7 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in):
         timeout=600,
         cwd=REPO,
     )
-    assert result.returncode == 0 and result.stdout.count("OK") == 5, result.stderr[-3000:]
+    assert result.returncode == 0 and result.stdout.count("OK") == 6, result.stderr[-3000:]
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,14 @@ VGG19 feature gap of :mod:`sagan.training.perceptual` between the step's real ba
 real half, un-augmented) and G's images, over the global batch; P is logged as
 ``perceptual_loss``.
 
+Progressive growing (``train.progressive``, :mod:`sagan.model.progressive`): the step trains
+the models of the stage that runs the update (:meth:`GANTrainer.begin_update`; a new stage
+is traced anew), on real batches average-pooled to the stage's resolution and, during a
+fade-in, blended as G's output is. α is computed from the step inside the traced update.
+Both Adams hold slots for every stage's variables from the start (a block that is not yet in
+the stage gets no gradient and no update), and restart, moments and bias correction, at the
+first update of each phase after the first.
+
 Conditional models (a :class:`~sagan.model.conditioning.Conditioning` given): batches are
 ``(images, labels)``; D sees the real half with its own attributes, and G and D the fake half
 with attribute rows drawn from the training split's combinations at their frequencies.
