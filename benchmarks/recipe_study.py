@@ -90,6 +90,8 @@ EXTENSIONS = {
         "train.progressive_steps": "[200,300]",
         "train.progressive_fade": "100",
     },
+    # no 16px phase: 600 updates at 32px, then 64px fading in over 200 and alone for 700
+    "progressive-32": {"train.progressive": "[32,64]", "train.progressive_steps": "[600]"},
 }
 # (column title, metrics file, key, format)
 COLUMNS = (

@@ -98,7 +98,7 @@ def grow_generator(
     features, final_images = generator_graph(config, image_size, z, attributes)
     images = {image_size: final_images}
     for resolution in resolutions[:-1]:
-        head = keras.layers.Conv2D(3, 1, name=f"to_rgb_{resolution}")
+        head = keras.layers.Conv2D(3, 3, padding="same", name=f"to_rgb_{resolution}")
         if config.g_spectral_norm:
             head = SpectralNormalization(head, config.power_iterations, name=f"sn_{head.name}")
         images[resolution] = keras.layers.Activation(
