@@ -3,7 +3,7 @@
 ``train.progressive`` lists the resolutions, e.g. 16, 32, 64. Training starts with G and D at
 the first; each later resolution first fades in, then trains alone:
 
-    G at r:        … → block r → toRGB_r → tanh                     (r < S: a 1×1 conv head)
+    G at r:        … → block r → toRGB_r → tanh                     (r < S: a 3×3 conv head)
     G fading to r: (1 − α)·upsample(image at r/2) + α·(block r → its RGB)
     D at r:        fromRGB_r → LReLU → the reference D from its r-px map on
     D fading to r: (1 − α)·fromRGB_{r/2}(avgpool(x)) + α·block(x), then D from r/2 on
@@ -15,6 +15,11 @@ block on the image is its first convolution. Self-attention comes with the map o
 resolution: at 16×16 it is there from a 16-px first phase on, in G on the last feature map
 before toRGB_16, in D on fromRGB_16's map, so it relates the whole face's 16×16 cells from
 the first update, and keeps that place in the final networks.
+
+toRGB is a 3×3 conv, not ProGAN's 1×1: the map below it comes straight out of a stride-2
+transposed conv, whose four output parities keep their own statistics; a 1×1 head passes
+that period-2 pattern to the pixels, where D spots it at once (it won outright within 25
+updates at 32 px; with 3×3 heads its hinge loss stays near 1, as the default's does).
 
 Every stage's model shares the layers (and weights) of one graph; ``everything`` holds all
 of them (heads included), for the optimizers, the EMA and the checkpoints. α is a
