@@ -31,13 +31,17 @@ class GrowthSchedule:
             return None
         return cls(train.progressive, train.progressive_steps, train.progressive_fade)
 
-    def phase_start(self, update: int) -> int:
-        """The updates done before the phase of ``update`` began."""
-        starts = [0, *itertools.accumulate(self.phase_steps)]
-        return max(start for start in starts if start < update)
+    def _starts(self) -> list[int]:
+        """The updates done before each phase began: 0, then the running sums."""
+        return [0, *itertools.accumulate(self.phase_steps)]
 
     def phase_index(self, update: int) -> int:
-        return list(itertools.accumulate([0, *self.phase_steps])).index(self.phase_start(update))
+        """The phase (0 for the first resolution) that runs ``update``."""
+        return max(i for i, start in enumerate(self._starts()) if start < update)
+
+    def phase_start(self, update: int) -> int:
+        """The updates done before the phase of ``update`` began."""
+        return self._starts()[self.phase_index(update)]
 
     def stage(self, update: int) -> Stage:
         """The stage that runs ``update`` (from 1; past the budget, the last stage)."""
