@@ -237,7 +237,7 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in):
             "perceptual_weights": sys.argv[1],
         }
 
-        GROWTH = {"progressive": (16, 32), "progressive_steps": (1,), "progressive_fade": 1}
+        GROWTH = {"progressive": (16, 32), "progressive_steps": (2,), "progressive_fade": 1}
 
         def losses(strategy, conditional, augment, scales=(1,), extra={}):
             config = tiny_config(conditional, augment=augment, **extra)
@@ -259,7 +259,7 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in):
             (False, AUGMENTATIONS),
             (True, None, (1, 2)),  # multi-scale D
             (False, None, (1,), PERCEPTUAL),  # P of the global batch (an all-reduce)
-            (True, None, (1,), GROWTH),  # 16px, fading to 32, 32px
+            (True, None, (1,), GROWTH),  # 16px twice, then fading to 32px
         )
         for conditional, augment, *extensions in cases:
             single = losses(tf.distribute.get_strategy(), conditional, augment, *extensions)
