@@ -11,7 +11,9 @@ Side by side in one process, on the same random batches:
   ``model.discriminator_scales: [1, 2]``, and with the VGG19 perceptual loss on its default
   layers, whose weights here are a random stand-in: the ImageNet file cannot be fetched
   offline, and the arithmetic is the same), and in each stage of progressive growing
-  (``train.progressive: [16, 32, 64]``: at 16 px, fading to 32, at 32, fading to 64, at 64).
+  (``train.progressive: [16, 32, 64]``: at 16 px, fading to 32, at 32, fading to 64, at 64);
+  and with the residual networks (``model.architecture: resnet``, SN in G as the paper) at
+  widths 64 (the paper's), 32 and 16, in float32 and ``mixed_bfloat16``.
 
 ``--only NAME …`` times just those of our variants (with the straightforward baseline).
 Each variant's trainable and frozen parameter counts are printed with its figures.
@@ -27,6 +29,7 @@ same process (the CPU's nominal 2.1 GHz × AVX2 FMA width understates what its A
 and turbo clock deliver: the straightforward step alone measures above that). Usage:
 
     python -m benchmarks.train_step [--batch 64] [--steps 2] [--rounds 20] [--strategy mirrored]
+                                    [--image-size 128]
 
 ``--strategy`` runs our variants under that ``tf.distribute`` strategy (``mirrored``: every
 visible GPU); the straightforward baseline stays on one device.
@@ -85,9 +88,10 @@ def step_flops(g_flops: float, d_flops: float, batch: int) -> float:
     return d_update + g_update
 
 
-def straightforward_step(config: ModelConfig, batch: int):
+def straightforward_step(config: ModelConfig, batch: int, image_size: int = 64):
     """The baseline: every network call separate, G(z) recomputed under each tape."""
-    generator, discriminator = build_generator(config), build_discriminator(config)
+    generator = build_generator(config, image_size)
+    discriminator = build_discriminator(config, image_size)
     g_optimizer = keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9)
     d_optimizer = keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9)
 
@@ -149,22 +153,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--strategy", default="default", help="train.strategy for our variants")
     parser.add_argument("--only", nargs="+", help="our variants to time (default: all)")
+    parser.add_argument("--image-size", type=int, default=64, help="data.image_size of all")
     args = parser.parse_args()
     strategy = make_strategy(args.strategy)
 
-    model = ModelConfig()
-    g_flops = forward_flops(build_generator(model), (model.latent_dim,))
-    d_flops = forward_flops(build_discriminator(model), (64, 64, 3))
+    model, size = ModelConfig(), args.image_size
+    g_flops = forward_flops(build_generator(model, size), (model.latent_dim,))
+    d_flops = forward_flops(build_discriminator(model, size), (size, size, 3))
     flops = step_flops(g_flops, d_flops, args.batch)
     peak = matmul_peak()
     print(f"G forward {g_flops / 1e9:.3f} GFLOP/image, D forward {d_flops / 1e9:.3f} GFLOP/image")
     print(f"one train step at batch {args.batch}: {flops / 1e9:.1f} GFLOP")
     print(f"peak (a 4096² float32 matmul on {os.cpu_count()} cores): {peak / 1e9:.0f} GFLOP/s")
 
-    iterator = random_batches(args.batch)
-    ours = iter(strategy.experimental_distribute_dataset(random_dataset(args.batch)))
+    iterator = random_batches(args.batch, size)
+    ours = iter(strategy.experimental_distribute_dataset(random_dataset(args.batch, size)))
     print(f"our variants: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
-    variants = {"straightforward": straightforward_step(model, args.batch)}
+    variants = {"straightforward": straightforward_step(model, args.batch, size)}
     bf16 = {"mixed_precision": "mixed_bfloat16"}
     stand_in = Path(tempfile.mkdtemp()) / "vgg19_stand_in.weights.h5"
     keras.applications.VGG19(include_top=False, weights=None).save_weights(stand_in)
@@ -177,7 +182,7 @@ def main() -> None:
         # the recipe study's n_critic lever: its updates per minute against the line above
         "sagan mixed_bfloat16 n_critic=2": {**bf16, "n_critic": 2},
         # issue 16's extensions, against the same line
-        "sagan mixed_bfloat16 scales=[1,2]": {**bf16, "discriminator_scales": (1, 2)},
+        "sagan mixed_bfloat16 scales=[1,2]": {**bf16, "model": {"discriminator_scales": (1, 2)}},
         "sagan mixed_bfloat16 perceptual": {
             **bf16,
             "perceptual_weight": 1.0,
@@ -186,7 +191,7 @@ def main() -> None:
     }
     # issue 17: each stage of progressive growing, at an update inside it
     growth = GrowthSchedule((16, 32, 64), (400, 400), 200)
-    for update in (1, 401, 601, 801, 1001):
+    for update in (1, 401, 601, 801, 1001) if size == 64 else ():
         stage = growth.stage(update)
         ours_only[f"sagan mixed_bfloat16 progressive {stage.name}"] = {
             **bf16,
@@ -195,16 +200,22 @@ def main() -> None:
             "progressive_fade": growth.fade,
             "at_update": update,
         }
+    # issue 18: the residual networks (SN in G too, as the paper), at the paper's widths and
+    # narrower, against "sagan" (float32) and "sagan mixed_bfloat16"
+    for width in (64, 32, 16):
+        resnet = {"architecture": "resnet", "g_spectral_norm": True}
+        resnet |= {"g_width": width, "d_width": width}
+        ours_only[f"sagan resnet width={width}"] = {"model": resnet}
+        ours_only[f"sagan mixed_bfloat16 resnet width={width}"] = {**bf16, "model": resnet}
     for name, options in ours_only.items():
         if args.only and name not in args.only:
             continue
         # float32 unless the variant says otherwise (params.yaml's default is bfloat16)
         options = {"mixed_precision": "none", **options}
-        scales = options.pop("discriminator_scales", model.discriminator_scales)
+        variant_model = dataclasses.replace(model, **options.pop("model", {}))
         update = options.pop("at_update", 1)
         config = TrainConfig(batch_size=args.batch, **options)
-        variant_model = dataclasses.replace(model, discriminator_scales=scales)
-        trainer = GANTrainer(variant_model, config, 64, strategy)
+        trainer = GANTrainer(variant_model, config, size, strategy)
         trainer.step.assign(update - 1)
         trainer.use_stage_of(update)
         trainer.shares_backward &= name != "sagan two backward passes"  # read when first traced

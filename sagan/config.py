@@ -76,6 +76,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    architecture: str = _choice("reference", "reference", "resnet")
     latent_dim: int = _positive(128)
     g_width: int = _positive(64)
     d_width: int = _positive(64)
@@ -240,8 +241,9 @@ def _check_combinations(config: Config) -> None:
                 "how many faces to generate), got null"
             )
     if model.attention:
-        # G and D attend between their 8x8 base and the output: 16, 32, ..., image_size / 2.
-        inner = [16 * 2**i for i in range(int(math.log2(data.image_size // 16)))]
+        # G and D attend between their base map (8x8; 4x4 for resnet) and the output.
+        base = 4 if model.architecture == "resnet" else 8
+        inner = [2 * base * 2**i for i in range(int(math.log2(data.image_size // (2 * base))))]
         for resolution in model.attention_resolutions:
             if resolution not in inner:
                 raise ConfigError(
@@ -250,6 +252,8 @@ def _check_combinations(config: Config) -> None:
                     f"choose from {inner}, or set model.attention: false"
                 )
     _check_scales(model.discriminator_scales, data.image_size)
+    if model.architecture == "resnet":
+        _check_resnet(config)
     if not model.conditional:
         conditional_only = {
             "model.condition_on": model.condition_on and list(model.condition_on),
@@ -319,6 +323,37 @@ def _check_scales(scales: tuple[int, ...], image_size: int) -> None:
             f"{image_size // scales[-1]}px image at data.image_size {image_size}; the "
             f"coarsest scale must leave at least {MIN_DISCRIMINATOR_INPUT}px"
         )
+
+
+def _check_resnet(config: Config) -> None:
+    """The residual networks' own limits (their widths mirror sagan.model.resnet's rule)."""
+    model, image_size = config.model, config.data.image_size
+    reference_only = {
+        "model.kernel_size": (model.kernel_size, ModelConfig.kernel_size, "3x3 and 1x1 convs"),
+        "model.leaky_relu_slope": (model.leaky_relu_slope, ModelConfig.leaky_relu_slope, "ReLU"),
+        "model.discriminator_scales": (list(model.discriminator_scales), [1], "one scale"),
+        "train.progressive": (config.train.progressive, None, "no growing"),
+    }
+    for key, (value, default, resnet_has) in reference_only.items():
+        if value != default:
+            raise ConfigError(
+                f"{key} ({value}) is for model.architecture reference; resnet has {resnet_has} "
+                f"(the authors' networks): set {key} to {default} or model.architecture to "
+                "reference"
+            )
+    for resolution in model.attention_resolutions if model.attention else ():
+        # G's map at r has g_width * min(16, S/r) channels, D's d_width * min(16, S/2r).
+        channels = {
+            "model.g_width": model.g_width * min(16, image_size // resolution),
+            "model.d_width": model.d_width * min(16, image_size // (2 * resolution)),
+        }
+        for key, count in channels.items():
+            if count % 8:
+                raise ConfigError(
+                    f"{key}: the {resolution}x{resolution} map it makes has {count} channels, "
+                    "which self-attention cannot divide by 8 (its query and key width): "
+                    f"choose a {key} that makes it a multiple of 8"
+                )
 
 
 def _check_progressive(config: Config) -> None:

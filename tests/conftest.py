@@ -56,12 +56,14 @@ def tiny_model(conditional: bool = False, **overrides) -> ModelConfig:
     return dataclasses.replace(tiny_config(conditional).model, **overrides)
 
 
-def images(count: int = 64, seed: int = 0, nan_from: int | None = None):
+def images(
+    count: int = 64, seed: int = 0, nan_from: int | None = None, image_size: int = IMAGE_SIZE
+):
     """Batches of ``BATCH`` uniform-noise images, repeated; NaN from image ``nan_from`` on."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
-    pixels = rng.uniform(-1, 1, (count, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
+    pixels = rng.uniform(-1, 1, (count, image_size, image_size, 3)).astype("float32")
     pixels[nan_from : count if nan_from is not None else 0] = np.nan
     return tf.data.Dataset.from_tensor_slices(pixels).repeat().batch(BATCH, drop_remainder=True)
 
@@ -71,10 +73,10 @@ def labels(count: int = 64) -> np.ndarray:
     return np.tile(np.array([[0, 1], [2, 0], [2, 1], [1, 1]], np.int32), (count // 4, 1))
 
 
-def labelled_images(count: int = 64):
+def labelled_images(count: int = 64, image_size: int = IMAGE_SIZE):
     import tensorflow as tf
 
-    pixels = images(count).unbatch()
+    pixels = images(count, image_size=image_size).unbatch()
     return tf.data.Dataset.zip(
         pixels, tf.data.Dataset.from_tensor_slices(labels(count)).repeat()
     ).batch(BATCH, drop_remainder=True)
@@ -88,15 +90,16 @@ def conditioning():
 
 
 def train_tiny(config: Config, root: Path, dataset=None):
-    """``config`` trained by the real loop on :func:`images` (or ``dataset``) into ``root``
-    (checkpoints/, plots/); the trainer and the final metrics."""
+    """``config`` trained by the real loop on :func:`images` at its data.image_size (or on
+    ``dataset``) into ``root`` (checkpoints/, plots/); the trainer and the final metrics."""
     from sagan.training.loop import TrainPaths, train
     from sagan.training.step import GANTrainer
 
+    size = config.data.image_size
     attributes = conditioning() if config.model.conditional else None
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=attributes)
+    trainer = GANTrainer(config.model, config.train, size, conditioning=attributes)
     paths = TrainPaths(checkpoints=root / "checkpoints", plots=root / "plots")
-    default = labelled_images() if attributes else images()
+    default = labelled_images(image_size=size) if attributes else images(image_size=size)
     return trainer, train(config, trainer, dataset or default, 64, paths)
 
 

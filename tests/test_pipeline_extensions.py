@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from sagan.model.saved import load_model
 from tests.test_end_to_end import _edit_params, _repro, _run, _tiny_repo
@@ -81,3 +82,29 @@ def test_progressive_growing_runs_as_a_dvc_experiment(repo):
     generator = load_model(repo / "models" / "generator.keras")
     assert generator.outputs[0].shape[1:] == (32, 32, 3)
     assert "grown" in _run("dvc", "exp", "show", "--no-pager", "--csv", cwd=repo)
+
+
+def test_the_residual_sagan_runs_at_128_px_as_a_dvc_experiment(repo):
+    """The README's `dvc exp run -S model.architecture=resnet`, here at 128 px: every stage
+    (prepare, train, generate, attention, evaluate and its encoder) at the new size."""
+    residual = {
+        "model.architecture": "resnet",
+        "model.g_width": "4",
+        "model.d_width": "4",
+        "data.image_size": "128",
+        "train.progressive": "null",
+        "train.perceptual_weight": "0",
+        "model.discriminator_scales": "[1]",
+    }
+    overrides = [arg for key, value in residual.items() for arg in ("-S", f"{key}={value}")]
+    _run("dvc", "exp", "run", "-n", "residual", *overrides, cwd=repo)
+    generator = load_model(repo / "models" / "generator.keras")
+    assert generator.outputs[0].shape[1:] == (128, 128, 3)
+    assert generator.get_layer("up128_conv2") and generator.get_layer("attention_16")
+    with Image.open(repo / "samples" / "grid.png") as grid:
+        assert grid.width % 128 == 0
+    assert math.isfinite(_last_run_metrics(repo)["d_loss"])
+    assert math.isfinite(_fid(repo))
+    attention = sorted(p.name for p in (repo / "plots" / "attention").glob("*_attention_16.png"))
+    assert attention == ["discriminator_attention_16.png", "generator_attention_16.png"]
+    assert "residual" in _run("dvc", "exp", "show", "--no-pager", "--csv", cwd=repo)

@@ -271,9 +271,9 @@ def test_resume_across_a_phase_is_bitwise_identical(tmp_path):
                 np.testing.assert_array_equal(x.numpy(), y.numpy(), err_msg=message)
 
 
-def test_growth_trains_with_every_loss_precision_and_update(tmp_path):
-    short = {"steps": 3, "progressive_steps": (1,), "progressive_fade": 1}  # one update a stage
-    cases = (
+@pytest.mark.parametrize(
+    "conditional, options",
+    [
         (True, {"loss": "wasserstein", "gp_weight": 10.0, "n_critic": 2, "progressive_fade": 0}),
         (False, {"loss": "bce", "mixed_precision": "mixed_float16", "update": "alternating"}),
         (
@@ -284,14 +284,17 @@ def test_growth_trains_with_every_loss_precision_and_update(tmp_path):
                 "progressive_fade": 0,
             },
         ),
-    )
-    for i, (conditional, options) in enumerate(cases):
-        config = growing_config(conditional, **{**short, **options})
-        trainer, metrics = train_tiny(config, tmp_path / str(i))
-        assert all(np.isfinite(value) for value in metrics.values()), options
-        assert trainer.generator.outputs[0].shape[1] == IMAGE_SIZE, options
-        if conditional:
-            assert [i.name for i in trainer.generator.inputs] == ["z", "attributes"]
+    ],
+    ids=["conditional-wasserstein-gp", "bce-float16-alternating", "conditional-bfloat16-augment"],
+)
+def test_growth_trains_with_every_loss_precision_and_update(tmp_path, conditional, options):
+    short = {"steps": 3, "progressive_steps": (1,), "progressive_fade": 1}  # one update a stage
+    config = growing_config(conditional, **{**short, **options})
+    trainer, metrics = train_tiny(config, tmp_path)
+    assert all(np.isfinite(value) for value in metrics.values()), options
+    assert trainer.generator.outputs[0].shape[1] == IMAGE_SIZE, options
+    if conditional:
+        assert [i.name for i in trainer.generator.inputs] == ["z", "attributes"]
 
 
 def test_the_conditional_stages_take_their_attributes():

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
+import yaml
+from ruamel.yaml import YAML
+
 from benchmarks import recipe_study
+from sagan.config import config_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_each_lever_is_queued_alone_per_seed_with_the_equal_time_budget():
@@ -80,3 +89,17 @@ def test_the_table_shows_the_median_and_range_over_seeds(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].startswith("| default | 0, 1, 2 | 10.0 [10.0–10.0] | 600 [500–900] |")
     assert lines[3].startswith("| ema | 0 | 10.0 | 300 |")  # one seed: no range
+
+
+def test_every_lever_makes_a_valid_config():
+    """Each lever's -S overrides on params.yaml, with a 420-update equal-time budget, load."""
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    yaml_1_2 = YAML(typ="safe")  # 4e-4 is a number in YAML 1.2, a string in PyYAML's 1.1
+    placeholders = [value for name, value in vars(recipe_study).items() if name.endswith("_STEPS")]
+    budgets = dict.fromkeys(placeholders, 420)
+    for lever in [*recipe_study.LEVERS, *recipe_study.EXTENSIONS]:
+        raw = copy.deepcopy(base)
+        for key, setting in recipe_study.overrides(lever, budgets).items():
+            section, name = key.split(".")
+            raw[section][name] = yaml_1_2.load(setting)  # as DVC reads a -S value
+        config_from_dict(raw, source=lever)

@@ -300,3 +300,18 @@ class Projection(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "power_iterations": self.power_iterations}
+
+
+@keras.saving.register_keras_serializable(package="sagan")
+class GlobalSumPooling(keras.layers.Layer):
+    """(B, H, W, C) → (B, C): the sum over positions that ends a residual D (SNGAN, SAGAN).
+
+    A sum, not a mean: the authors' D reads Σ h, and the spectrally normalized linear layer
+    after it sees the same scale. Summed in float32.
+    """
+
+    def call(self, x):
+        return ops.cast(ops.sum(ops.cast(x, "float32"), axis=(1, 2)), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])

@@ -1,4 +1,4 @@
-"""Generator and discriminator builders (the reference architecture by default).
+"""Generator and discriminator builders: the reference architecture, or the residual one.
 
 At 64×64 with the default widths:
 
@@ -26,11 +26,16 @@ import math
 import keras
 
 from sagan.config import ConfigError, ModelConfig
-from sagan.model.layers import (
-    ConditionalBatchNormalization,
-    Projection,
-    SelfAttention,
-    SpectralNormalization,
+from sagan.model import resnet
+from sagan.model.layers import ConditionalBatchNormalization, Projection, SpectralNormalization
+from sagan.model.parts import (
+    attended_resolutions,
+    attributes_input,
+    batch_norm,
+    generator_inputs,
+    maybe_spectral_norm,
+    self_attention,
+    symbolic_inputs,
 )
 
 BASE_RESOLUTION = 8  # G starts from, and D ends at, an 8×8 feature map
@@ -56,66 +61,22 @@ def inner_resolutions(image_size: int) -> list[int]:
 
 def attention_resolutions(config: ModelConfig, image_size: int) -> tuple[int, ...]:
     """The feature-map sizes that get self-attention, checked against the network's shape."""
-    if not config.attention:
-        return ()
-    valid = inner_resolutions(image_size)
-    for resolution in config.attention_resolutions:
-        if resolution not in valid:
-            raise ConfigError(
-                f"model.attention_resolutions: {resolution} is not an inner feature-map size "
-                f"at image_size {image_size}; choose from {valid}"
-            )
-    return config.attention_resolutions
-
-
-def _maybe_sn(layer: keras.layers.Layer, enabled: bool, power_iterations: int):
-    return (
-        SpectralNormalization(layer, power_iterations, name=f"sn_{layer.name}")
-        if enabled
-        else layer
-    )
-
-
-def _batch_norm(name: str) -> keras.layers.BatchNormalization:
-    # Synchronized: under MirroredStrategy the statistics cover the global batch, so a
-    # multi-replica step computes what a single device would (a no-op on one device).
-    return keras.layers.BatchNormalization(synchronized=True, name=name)
-
-
-def _attention(config: ModelConfig, name: str) -> SelfAttention:
-    return SelfAttention(config.attention_variant, config.attention_spectral_norm, name=name)
-
-
-def _attributes_input(config: ModelConfig, attribute_dim: int | None) -> keras.KerasTensor | None:
-    """The (B, K) one-hot attribute input of a conditional model; None for an unconditional one."""
-    if config.conditional != (attribute_dim is not None):
-        raise ValueError(
-            f"model.conditional is {config.conditional} but attribute_dim is {attribute_dim}: "
-            "a conditional model needs the length of its attribute vector, and only it"
-        )
-    return None if attribute_dim is None else keras.Input((attribute_dim,), name="attributes")
-
-
-def symbolic_inputs(x: keras.KerasTensor, attributes: keras.KerasTensor | None):
-    """A model's inputs: ``x`` alone, or ``[x, attributes]`` for a conditional model."""
-    return x if attributes is None else [x, attributes]
+    return attended_resolutions(config, inner_resolutions(image_size), image_size)
 
 
 def build_generator(
     config: ModelConfig, image_size: int = 64, attribute_dim: int | None = None
 ) -> keras.Model:
-    """z (B, latent_dim) [, attributes (B, attribute_dim)] → images (B, S, S, 3) in [-1, 1]."""
+    """z (B, latent_dim) [, attributes (B, attribute_dim)] → images (B, S, S, 3) in [-1, 1].
+
+    The reference G, or the residual one of :mod:`sagan.model.resnet` when
+    ``model.architecture`` is resnet.
+    """
+    if config.architecture == "resnet":
+        return resnet.build_generator(config, image_size, attribute_dim)
     z, attributes = generator_inputs(config, attribute_dim)
     _, images = generator_graph(config, image_size, z, attributes)
     return keras.Model(symbolic_inputs(z, attributes), images, name="generator")
-
-
-def generator_inputs(
-    config: ModelConfig, attribute_dim: int | None
-) -> tuple[keras.KerasTensor, keras.KerasTensor | None]:
-    """The noise input and, for a conditional G, the attribute input."""
-    z = keras.Input((config.latent_dim,), name="z")
-    return z, _attributes_input(config, attribute_dim)
 
 
 def generator_graph(
@@ -134,29 +95,29 @@ def generator_graph(
     attend_at = attention_resolutions(config, image_size)
 
     def sn(layer):
-        return _maybe_sn(layer, config.g_spectral_norm, config.power_iterations)
+        return maybe_spectral_norm(layer, config.g_spectral_norm, config.power_iterations)
 
     def up(filters: int, name: str):
         return sn(keras.layers.Conv2DTranspose(filters, config.kernel_size, 2, "same", name=name))
 
-    def batch_norm(x, name: str):
+    def normalize(x, name: str):
         if attributes is None:
-            return _batch_norm(name)(x)
+            return batch_norm(name)(x)
         return ConditionalBatchNormalization(name=name)([x, attributes])
 
     x = sn(keras.layers.Dense(BASE_RESOLUTION * BASE_RESOLUTION * widths[0], name="project"))(z)
     x = keras.layers.Reshape((BASE_RESOLUTION, BASE_RESOLUTION, widths[0]))(x)
-    x = batch_norm(x, "project_bn")
+    x = normalize(x, "project_bn")
     x = keras.layers.ReLU()(x)
     features = {}
     resolution = BASE_RESOLUTION
     for i, filters in enumerate(widths[1:], start=1):
         resolution *= 2
         x = up(filters, f"up{i}")(x)
-        x = batch_norm(x, f"up{i}_bn")
+        x = normalize(x, f"up{i}_bn")
         x = keras.layers.ReLU()(x)
         if resolution in attend_at:
-            x = _attention(config, f"attention_{resolution}")(x)
+            x = self_attention(config, f"attention_{resolution}")(x)
         features[resolution] = x
     x = up(3, f"up{blocks}")(x)
     images = keras.layers.Activation("tanh", dtype="float32", name="images")(x)
@@ -172,11 +133,14 @@ def build_discriminator(
     multi-scale D): the D of factor f sees the image average-pooled by f and has the
     reference's layers for an S/f-pixel input, named with a ``scale<f>_`` prefix (factor 1
     keeps the plain names, so the default single D is unchanged). Each D attends at the
-    ``model.attention_resolutions`` its feature maps reach.
+    ``model.attention_resolutions`` its feature maps reach. The residual D of
+    :mod:`sagan.model.resnet` when ``model.architecture`` is resnet (one scale).
     """
+    if config.architecture == "resnet":
+        return resnet.build_discriminator(config, image_size, attribute_dim)
     attention_resolutions(config, image_size)  # the full-size image's check, as in G
     images = keras.Input((image_size, image_size, 3), name="images")
-    attributes = _attributes_input(config, attribute_dim)
+    attributes = attributes_input(config, attribute_dim)
     logits = []
     for factor in config.discriminator_scales:
         scaled = images
@@ -247,7 +211,7 @@ class DiscriminatorLayers:
         """(B, 1) logits [+ projection] of the ``resolution``-px map ``x``."""
         while True:
             if resolution in self.attend_at:
-                attention = functools.partial(_attention, self.config)
+                attention = functools.partial(self_attention, self.config)
                 x = self._layer(f"attention_{resolution}", attention)(x)
             if resolution == BASE_RESOLUTION:
                 break

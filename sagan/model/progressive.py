@@ -34,13 +34,9 @@ import keras
 from keras import ops
 
 from sagan.config import ModelConfig
-from sagan.model.networks import (
-    DiscriminatorLayers,
-    SpectralNormalization,
-    generator_graph,
-    generator_inputs,
-    symbolic_inputs,
-)
+from sagan.model.layers import SpectralNormalization
+from sagan.model.networks import DiscriminatorLayers, generator_graph
+from sagan.model.parts import generator_inputs, symbolic_inputs
 
 
 @dataclass(frozen=True)

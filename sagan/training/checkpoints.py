@@ -41,7 +41,7 @@ _BUDGET_KEYS = frozenset(
 # runs keep the fingerprints (and checkpoint folders) they had before conditioning existed.
 _CONDITIONAL_KEYS = frozenset({"conditional", "condition_on"})
 # Keys added later, left out while off so that older runs keep their fingerprints.
-_OFF_MODEL_VALUES = {"discriminator_scales": (1,)}
+_OFF_MODEL_VALUES = {"discriminator_scales": (1,), "architecture": "reference"}
 _OFF_VALUES = {"augment": None, "perceptual_weight": 0.0, "progressive": None}
 # Train keys that only matter while the key they belong to is on (not at its _OFF_VALUES).
 _DEPENDENT_KEYS = {
@@ -167,8 +167,36 @@ class Checkpoints:
         if not identity_path.exists():
             return
         saved = read_json(identity_path)
-        if saved != json.loads(json.dumps(self.identity)):
+        current = json.loads(json.dumps(self.identity))
+        if saved != current:
+            differences = "; ".join(
+                f"{key}: {saved_value!r} there, {value!r} now"
+                for key, saved_value, value in _differences(
+                    _with_off_values(saved), _with_off_values(current)
+                )
+            )
             raise CheckpointError(
                 f"{self.directory} holds a run with other params than the current ones "
-                f"(see {identity_path}). Delete the folder to start afresh."
+                f"({differences}; see {identity_path}). Delete the folder to start afresh."
             )
+
+
+def _with_off_values(identity: dict) -> dict:
+    """A (JSON) identity with the keys it leaves out while off written in, at their off value."""
+    off = json.loads(json.dumps({"model": _OFF_MODEL_VALUES, "train": _OFF_VALUES}))
+    return {
+        section: {**off.get(section, {}), **values} if isinstance(values, dict) else values
+        for section, values in identity.items()
+    }
+
+
+def _differences(saved: dict, current: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, saved value, current value) for each param the two identities disagree on."""
+    found = []
+    for key in sorted(saved.keys() | current.keys()):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            found.append((f"{prefix}{key}", old, new))
+    return found
