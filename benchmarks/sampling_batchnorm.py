@@ -28,7 +28,7 @@ from sagan.data.manifest import Manifest
 from sagan.evaluation.scoring import (
     attribute_reader,
     extractor_for,
-    load_reference,
+    real_split,
     score_samples,
 )
 from sagan.model.batchnorm import refit_batch_norm, standing_inputs
@@ -73,9 +73,11 @@ def main() -> None:
         codes = sample_codes(conditioning, settings.num_samples, config.generate.seed)
         attributes = conditioning.encode(codes).numpy()
     manifest = Manifest.read(paths.PREPARED_DIR)
-    reference = load_reference(paths.REFERENCE_DIR / f"{settings.extractor}.npz")
     extractor = extractor_for(settings.extractor, paths.ENCODER_MODEL, settings.inception_graph)
     reader = attribute_reader(extractor, manifest, paths.ENCODER_MODEL)
+    test = real_split(
+        paths.PREPARED_DIR, "test", paths.reference_file("test", settings.extractor), reader
+    )
     variants = {"moving averages (as trained)": generator}
     for count in args.standing_samples:
         copy = standing_copy(generator, count, config.train, conditioning)
@@ -88,9 +90,7 @@ def main() -> None:
             model, settings.num_samples, generate.seed, generate.batch_size, attributes
         )
         samples = np.concatenate(list(batches))
-        scores = score_samples(
-            settings, extractor, samples, reference, manifest, paths.PREPARED_DIR, reader
-        )
+        scores = score_samples(settings, extractor, samples, test, manifest, reader)
         cells = [f"{scores[key]:.3g}" if key in scores else "–" for key in KEYS]
         print(f"| {name} | {' | '.join(cells)} |", flush=True)
 

@@ -38,6 +38,20 @@ VGG19_LAYERS = tuple(
     for block, convs in enumerate((2, 2, 4, 4, 4), start=1)
     for name in (*(f"block{block}_conv{i}" for i in range(1, convs + 1)), f"block{block}_pool")
 )
+# What train.keep_best can choose the best checkpoint by, and whether lower is better: the
+# scores of sagan.evaluation (metrics.py, attribute_coverage.py) on the validation split.
+QUALITY_METRICS = {
+    "fid": "lower",
+    "kid": "lower",
+    "precision": "higher",
+    "recall": "higher",
+    "density": "higher",
+    "coverage": "higher",
+    "attribute_tv": "lower",
+    "attribute_tv_max": "lower",
+    "dropped_classes": "lower",
+    "coherence": "higher",
+}
 # D's stride-2 blocks end at an 8x8 map, so its smallest input has one block: 16 px.
 MIN_DISCRIMINATOR_INPUT = 16
 
@@ -66,6 +80,7 @@ class DataConfig:
     image_size: int = field(default=64, metadata={"choices": (32, 64, 128)})
     num_train: int | None = _positive(20000)
     num_test: int | None = _positive(2000)
+    num_validation: int | None = _positive(2000)
     seed: int = field(default=0, metadata={"min": 0})
     crop_size: int | None = _positive(140)
     small_images: str = _choice("upsample", "upsample", "skip")
@@ -128,6 +143,9 @@ class TrainConfig:
     keep_checkpoints: int = _positive(3)
     log_every: int = _positive(10)
     sample_every: int = _positive(100)
+    eval_every: int | None = _positive(500)
+    eval_samples: int = _positive(1000)
+    keep_best: str | None = field(default="fid", metadata={"choices": tuple(QUALITY_METRICS)})
 
 
 @dataclass(frozen=True)
@@ -234,7 +252,7 @@ def _check_combinations(config: Config) -> None:
         raise ConfigError(
             "data.path must name a folder or .zip of images for data.source folder, got null"
         )
-    for key in ("num_train", "num_test"):
+    for key in ("num_train", "num_test", "num_validation"):
         if data.source == "synthetic" and getattr(data, key) is None:
             raise ConfigError(
                 f"data.{key} must be a positive integer for data.source synthetic (it is "
@@ -290,6 +308,7 @@ def _check_combinations(config: Config) -> None:
         )
     if train.progressive is not None:
         _check_progressive(config)
+    _check_evaluation_during_training(config)
     # evaluate reads the first evaluate.num_samples of generate's images.
     if evaluate.num_samples > generate.num_samples:
         raise ConfigError(
@@ -307,6 +326,30 @@ def _check_combinations(config: Config) -> None:
         raise ConfigError(
             f"evaluate.pr_k ({evaluate.pr_k}) must be below evaluate.num_samples "
             f"({evaluate.num_samples}): lower pr_k or raise num_samples"
+        )
+
+
+def _check_evaluation_during_training(config: Config) -> None:
+    """train.eval_samples must suit the evaluate settings it is scored with; keep_best needs
+    the evaluations it chooses among."""
+    train, evaluate = config.train, config.evaluate
+    if train.keep_best is not None and train.eval_every is None:
+        raise ConfigError(
+            f"train.keep_best ({train.keep_best!r}) chooses among the evaluations during "
+            "training, but train.eval_every is null: set eval_every or keep_best to null"
+        )
+    if train.eval_every is None:
+        return
+    if evaluate.kid_subset_size > train.eval_samples:
+        raise ConfigError(
+            f"evaluate.kid_subset_size ({evaluate.kid_subset_size}) must be at most "
+            f"train.eval_samples ({train.eval_samples}), which are scored with it during "
+            "training: raise eval_samples or lower kid_subset_size"
+        )
+    if evaluate.pr_k >= train.eval_samples:
+        raise ConfigError(
+            f"evaluate.pr_k ({evaluate.pr_k}) must be below train.eval_samples "
+            f"({train.eval_samples}): raise eval_samples or lower pr_k"
         )
 
 

@@ -10,6 +10,7 @@ can remove what a killed run left without touching anything else.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import logging
@@ -109,3 +110,20 @@ def sha256(path: Path) -> str:
     """The hex SHA-256 of a file's bytes, read in chunks."""
     with Path(path).open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header row; none when the file does not exist."""
+    if not Path(path).exists():
+        return []
+    with Path(path).open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_csv_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` as CSV, the header every key in first-seen order, atomically."""
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)

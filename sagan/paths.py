@@ -22,7 +22,13 @@ SAMPLE_ATTRIBUTES = SAMPLES_DIR / "attributes.csv"  # generate, conditional: eac
 ENCODER_DIR = Path("encoder")  # encoder: encoder.keras, the feature network of extractor=encoder
 ENCODER_MODEL = ENCODER_DIR / "encoder.keras"
 ENCODER_METRICS = Path("metrics/encoder.json")  # encoder: per-attribute test accuracy
-REFERENCE_DIR = Path("data/reference")  # reference: test-split features and statistics
+REFERENCE_DIR = Path("data/reference")  # reference: <split>_<extractor>.npz, see reference_file
 EVAL_METRICS = Path("metrics/eval.json")  # evaluate: fid, kid, kid_std, precision, recall, ...
+QUALITY_FILE = "quality.csv"  # in TRAIN_PLOTS_DIR: the scores of each evaluation during training
 ATTENTION_SNAPSHOTS = TRAIN_PLOTS_DIR / "attention"  # train: step_NNNNNN.npz map snapshots
 ATTENTION_PLOTS_DIR = Path("plots/attention")  # attention: map overlays, gamma/sigma curves
+
+
+def reference_file(split: str, extractor: str) -> Path:
+    """The reference stage's features of a prepared split ("validation" or "test")."""
+    return REFERENCE_DIR / f"{split}_{extractor}.npz"

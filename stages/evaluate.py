@@ -25,9 +25,9 @@ from sagan.evaluation.scoring import (
     EXTRACTOR,
     attribute_reader,
     extractor_for,
-    load_reference,
     read_conditioned,
     read_samples,
+    real_split,
     score_samples,
 )
 from sagan.files import write_json
@@ -50,22 +50,15 @@ def main() -> int:
         config = load_config()
         settings = config.evaluate
         manifest = Manifest.read(paths.PREPARED_DIR)
-        reference = load_reference(paths.REFERENCE_DIR / f"{settings.extractor}.npz")
         samples = read_samples(paths.SAMPLE_IMAGES, settings.num_samples, config.data.image_size)
         extractor = extractor_for(settings.extractor, paths.ENCODER_MODEL, settings.inception_graph)
         reader = attribute_reader(extractor, manifest, paths.ENCODER_MODEL)
+        test = real_split(
+            paths.PREPARED_DIR, "test", paths.reference_file("test", settings.extractor), reader
+        )
         conditioned = read_conditioned(paths.SAMPLE_ATTRIBUTES, settings, manifest, reader)
         tracker = stage.track(reopen_run(config, paths.RUN_FILE))
-        scores = score_samples(
-            settings,
-            extractor,
-            samples,
-            reference,
-            manifest,
-            paths.PREPARED_DIR,
-            reader,
-            conditioned,
-        )
+        scores = score_samples(settings, extractor, samples, test, manifest, reader, conditioned)
         write_json(paths.EVAL_METRICS, {**scores, EXTRACTOR: settings.extractor})
         tracker.log_metrics({f"eval_{key}": value for key, value in scores.items()}, step=0)
         tracker.log_artifact(paths.EVAL_METRICS, "evaluate")

@@ -1,7 +1,8 @@
-"""DVC stage `reference`: features of the real test split, cached for evaluate.
+"""DVC stage `reference`: features of the real validation and test splits, cached.
 
-Writes data/reference/<extractor>.npz (features, mean, covariance), so re-evaluating a new
-generator costs only the generated side.
+Writes data/reference/<split>_<extractor>.npz (features, mean, covariance): training scores
+its samples against the validation split's (train.eval_every), evaluate against the test
+split's, so scoring a generator costs only the generated side.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sagan.evaluation.scoring import extractor_for, read_split, save_reference
 from sagan.stage import Stage
 
 logger = logging.getLogger("stages.reference")
+SPLITS = ("validation", "test")
 
 
 def main() -> int:
@@ -32,12 +34,17 @@ def main() -> int:
         config = load_config()
         settings = config.evaluate
         extractor = extractor_for(settings.extractor, paths.ENCODER_MODEL, settings.inception_graph)
-        images, _ = read_split(paths.PREPARED_DIR, "test")
-        features = extractor(images)
-        save_reference(paths.REFERENCE_DIR / f"{settings.extractor}.npz", features)
-        logger.info(
-            "%d test images → %s features %s", len(images), settings.extractor, features.shape
-        )
+        for split in SPLITS:
+            images, _ = read_split(paths.PREPARED_DIR, split)
+            features = extractor(images)
+            save_reference(paths.reference_file(split, settings.extractor), features)
+            logger.info(
+                "%d %s images → %s features %s",
+                len(images),
+                split,
+                settings.extractor,
+                features.shape,
+            )
     return stage.exit_code
 
 

@@ -1,9 +1,12 @@
 """DVC stage `train`: the SAGAN training loop, checkpointed and tracked in MLflow.
 
-Reads data/prepared, writes models/ (generator, discriminator, the EMA generator when kept,
-the MLflow run id and, for a conditional model, attributes.json: the conditioned attributes
-and their training-split distribution), metrics/train.json and plots/train/, and keeps
-checkpoints/ across runs so that a killed run resumes where its last checkpoint left it.
+Reads data/prepared (and, with train.eval_every, encoder/ and data/reference's validation
+features, to score itself during training), writes models/ (generator, discriminator, the
+EMA generator when kept, of the best checkpoint with train.keep_best; the MLflow run id and,
+for a conditional model, attributes.json: the conditioned attributes and their
+training-split distribution), metrics/train.json and plots/train/ (history.csv, quality.csv,
+the grids), and keeps checkpoints/ across runs so that a killed run resumes where its last
+checkpoint left it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sagan import paths
 from sagan.config import ConfigError, check_progressive_budget, load_config
 from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset
+from sagan.evaluation.validation import validation_scorer
 from sagan.precision import resolve_precision
 from sagan.sampling.served import log_generator
 from sagan.stage import Stage
@@ -48,6 +52,7 @@ def main() -> int:
         logger,
         ConfigError,
         DataError,
+        FileNotFoundError,  # the encoder or the validation features: run `dvc repro`
         TrackingError,
         ClusterError,
         WorkerLostError,  # on the other workers, which hold no run: one line too
@@ -77,6 +82,9 @@ def main() -> int:
             strategy = make_strategy(config.train.strategy)
         else:  # the job forms before anything is written, or the stage ends after worker_wait
             strategy = join(cluster, config.train.worker_wait)
+        scorer = None
+        if config.train.eval_every is not None:
+            scorer = validation_scorer(config, paths.PREPARED_DIR, conditioning)
         chief = cluster is None or cluster.is_chief
         tracker = NullTracker()
         if chief:
@@ -99,7 +107,7 @@ def main() -> int:
         )
         train_paths = TrainPaths(checkpoints=paths.CHECKPOINTS_DIR, plots=paths.TRAIN_PLOTS_DIR)
         num_images = manifest.splits["train"].count
-        metrics = train(config, trainer, dataset, num_images, train_paths, tracker, chief)
+        metrics = train(config, trainer, dataset, num_images, train_paths, tracker, chief, scorer)
         if chief:
             save_outputs(trainer, metrics, paths.MODELS_DIR, paths.TRAIN_METRICS)
             conditioning_file = paths.CONDITIONING_FILE if conditioning is not None else None

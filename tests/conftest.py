@@ -34,7 +34,13 @@ def tiny_config(conditional: bool = False, **train_overrides) -> Config:
     """The smallest Config that exercises every part: 32px faces, 8-channel networks, float32,
     4 generator updates with a log row, a sample grid and a checkpoint every 2."""
     return Config(
-        data=DataConfig(image_size=IMAGE_SIZE, num_train=64, num_test=16, images_per_shard=32),
+        data=DataConfig(
+            image_size=IMAGE_SIZE,
+            num_train=64,
+            num_test=16,
+            num_validation=16,
+            images_per_shard=32,
+        ),
         model=ModelConfig(latent_dim=16, g_width=8, d_width=8, conditional=conditional),
         train=TrainConfig(
             **{
@@ -178,6 +184,7 @@ def stage_workspace(
     params["data"].update(
         num_train=data.num_train,
         num_test=data.num_test,
+        num_validation=data.num_validation,
         image_size=data.image_size,
         images_per_shard=data.images_per_shard,
     )
@@ -189,6 +196,8 @@ def stage_workspace(
         "sample_every": 12,
         "deterministic": True,
         "ema_start": 1,
+        "eval_every": None,  # no encoder or validation features here (test_quality.py has them)
+        "keep_best": None,
     }
     params["train"].update({**tiny_train, **(train or {})})
     assert config_from_dict(params).data == data

@@ -8,6 +8,7 @@ which stages a param edit invalidates, and the MLflow runs.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
 import os
@@ -37,23 +38,48 @@ pytestmark = pytest.mark.pipeline
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SPEED = "images_per_second"  # the one figure of metrics/*.json that timing decides
 TINY = {
-    "data": {"num_train": 192, "num_test": 48, "images_per_shard": 64, "image_size": 32},
+    "data": {
+        "num_train": 192,
+        "num_test": 48,
+        "num_validation": 48,
+        "images_per_shard": 64,
+        "image_size": 32,
+    },
     "model": {"latent_dim": 16, "g_width": 8, "d_width": 8, "attention_resolutions": [16]},
-    "train": {"batch_size": 16, "steps": 4, "log_every": 2, "sample_every": 2, "ema_start": 1},
+    "train": {
+        "batch_size": 16,
+        "steps": 4,
+        "log_every": 2,
+        "sample_every": 2,
+        "ema_start": 1,
+        "eval_every": 2,
+        "eval_samples": 40,
+    },
     "generate": {"num_samples": 40, "batch_size": 20, "interpolation_steps": 4},
     "encoder": {"steps": 20, "batch_size": 16},
     "evaluate": {"num_samples": 40, "kid_subset_size": 16, "kid_subsets": 4},
 }
 
 
-def _run(*command: str, cwd: Path) -> str:
+def _succeeded(*command: str, cwd: Path) -> subprocess.CompletedProcess:
     environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
     result = subprocess.run(
         command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=900
     )
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _run(*command: str, cwd: Path) -> str:
+    """What ``command`` printed, stdout and stderr."""
+    result = _succeeded(*command, cwd=cwd)
     return result.stdout + result.stderr
+
+
+def _run_stdout(*command: str, cwd: Path) -> str:
+    """What ``command`` printed to stdout alone (dvc prints warnings to stderr)."""
+    return _succeeded(*command, cwd=cwd).stdout
 
 
 def _edit_params(repo: Path, changes: dict) -> None:
@@ -148,6 +174,22 @@ def test_metrics_are_finite_numbers(repo):
     assert all(math.isfinite(value) for value in training.values())
 
 
+def test_the_quality_curve_is_a_plot_and_the_best_checkpoint_is_exported(repo):
+    with (repo / "plots" / "train" / "quality.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [2, 4]
+    fids = [float(row["fid"]) for row in rows]
+    training = json.loads((repo / "metrics" / "train.json").read_text())
+    assert training["best_fid"] == min(fids)
+    assert training["best_step"] == [2, 4][fids.index(min(fids))]
+    plots = json.loads(_run_stdout("dvc", "plots", "show", "--json", cwd=repo))["data"]
+    (fid_plot,) = plots["Validation FID"]
+    drawn = fid_plot["content"]["data"]["values"]
+    assert [(int(v["step"]), float(v["fid"])) for v in drawn] == list(
+        zip([2, 4], fids, strict=True)
+    )
+
+
 def test_the_stages_print_their_own_lines_and_no_tensorflow_noise(repo):
     printed = (repo.parent / "repro.log").read_text()
     assert "registered the generator as models:/sagan-generator/1" in printed
@@ -175,9 +217,10 @@ def test_param_edits_rerun_only_the_stages_that_read_them(repo):
         assert _repro(repo) == set()
         (repo / "params.yaml").write_text(original)
         # evaluate and attention read disjoint params (tests/test_pipeline_dvc.py), so one
-        # edit of each shows that each reruns its own stage only.
+        # edit of each shows that each reruns its own stage only (train reads evaluate's
+        # scoring settings, but not num_samples).
         _edit_params(
-            repo, {"evaluate": {"pr_k": 4}, "attention": {"queries": {"nose": [0.5, 0.5]}}}
+            repo, {"evaluate": {"num_samples": 32}, "attention": {"queries": {"nose": [0.5, 0.5]}}}
         )
         assert _repro(repo) == {"evaluate", "attention"}
         (repo / "params.yaml").write_text(original)
@@ -202,6 +245,12 @@ def test_every_training_run_lands_whole_in_mlflow(repo):
         assert run.info.status == "FINISHED"
         assert run.data.tags.get("git_commit")
         assert [m.step for m in client.get_metric_history(run.info.run_id, "d_loss")] == [2, 4]
+        # The quality curve on the validation split (train.eval_every: 2), a chart per score.
+        for score in ("val_fid", "val_recall", "val_dropped_classes", "val_coherence"):
+            history = client.get_metric_history(run.info.run_id, score)
+            assert [m.step for m in history] == [2, 4], score
+            assert all(math.isfinite(m.value) for m in history), score
+        assert run.data.metrics["best_step"] in (2, 4)
         assert math.isfinite(run.data.metrics["eval_fid"])
         generated = [a.path for a in client.list_artifacts(run.info.run_id, "generate")]
         assert "generate/grid.png" in generated

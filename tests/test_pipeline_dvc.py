@@ -25,7 +25,19 @@ OUTPUT_NEUTRAL = {
 # The params each stage reads: whole sections, or single keys of other sections.
 READS = {
     "prepare": ["data"],
-    "train": ["data.image_size", "model", "train"],
+    # With train.eval_every, train scores itself as evaluate scores (but num_samples and
+    # intra_fid_attribute: train.eval_samples, and no conditional scores).
+    "train": [
+        "data.image_size",
+        "model",
+        "train",
+        "evaluate.extractor",
+        "evaluate.inception_graph",
+        "evaluate.kid_subset_size",
+        "evaluate.kid_subsets",
+        "evaluate.pr_k",
+        "evaluate.seed",
+    ],
     "generate": ["generate"],
     "attention": ["attention", "train.seed"],
     "encoder": ["data.image_size", "encoder"],

@@ -26,7 +26,9 @@ from sagan.paths import MANIFEST_NAME
 from stages.prepare import main
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = DataConfig(image_size=32, num_train=10, num_test=3, seed=5, images_per_shard=4, workers=1)
+SMALL = DataConfig(
+    image_size=32, num_train=10, num_test=3, num_validation=2, seed=5, images_per_shard=4, workers=1
+)
 
 
 def _contents(directory: Path) -> dict[str, bytes]:
@@ -49,6 +51,7 @@ def test_synthetic_shards_hold_the_rendered_faces(tmp_path: Path, read_records) 
         "train-00000-of-00003.tfrecord",
         "train-00001-of-00003.tfrecord",
         "train-00002-of-00003.tfrecord",
+        "validation-00000-of-00001.tfrecord",
     ]
     assert Manifest.read(out) == manifest
     assert manifest.source == "synthetic" and manifest.image_size == 32
@@ -56,13 +59,16 @@ def test_synthetic_shards_hold_the_rendered_faces(tmp_path: Path, read_records) 
     assert manifest.attribute_classes == tuple(ATTRIBUTE_CLASSES.values())
     assert manifest.coherence_pairs == COHERENCE_PAIRS  # evaluate scores them, not synthetic.py
     assert [s.count for s in manifest.splits["train"].shards] == [4, 4, 2]
-    assert manifest.splits["test"].count == 3
+    assert manifest.splits["test"].count == 3 and manifest.splits["validation"].count == 2
     assert manifest.skipped == () and manifest.ignored == {}
-    for shard in manifest.splits["train"].shards + manifest.splits["test"].shards:
-        assert hashlib.sha256((out / shard.file).read_bytes()).hexdigest() == shard.sha256
+    for split in manifest.splits.values():
+        for shard in split.shards:
+            assert hashlib.sha256((out / shard.file).read_bytes()).hexdigest() == shard.sha256
 
-    records = read_records(out, "train") + read_records(out, "test")
-    for index, record in enumerate(records):  # test faces follow the train ones
+    records = [
+        record for split in ("train", "test", "validation") for record in read_records(out, split)
+    ]
+    for index, record in enumerate(records):  # test faces follow the train ones, validation last
         image, labels = render_face(5, index, 32)
         np.testing.assert_array_equal(record.image, image)
         assert record.attributes == labels.tolist()
@@ -87,6 +93,7 @@ def test_a_rerun_replaces_the_output_and_leaves_no_temporary_files(tmp_path: Pat
         MANIFEST_NAME,
         "test-00000-of-00001.tfrecord",
         "train-00000-of-00001.tfrecord",
+        "validation-00000-of-00001.tfrecord",
     ]
     prepare(SMALL, out)
     assert _contents(out) == first
@@ -105,7 +112,9 @@ def test_a_failed_run_keeps_the_previous_output(tmp_path: Path) -> None:
 
 @pytest.mark.pipeline
 def test_a_killed_prepare_leaves_no_complete_looking_output(tmp_path: Path) -> None:
-    _write_params(tmp_path, image_size=32, num_train=3000, num_test=10, images_per_shard=50)
+    _write_params(
+        tmp_path, image_size=32, num_train=3000, num_test=10, num_validation=10, images_per_shard=50
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
         [sys.executable, "-m", "stages.prepare"],

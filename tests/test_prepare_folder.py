@@ -24,7 +24,9 @@ from sagan.data.testing import (
     write_celeba_standin,
 )
 
-BASE = DataConfig(source="folder", image_size=32, crop_size=None, num_test=2, workers=1)
+BASE = DataConfig(
+    source="folder", image_size=32, crop_size=None, num_test=2, num_validation=1, workers=1
+)
 
 
 def _png(value: int, size: tuple[int, int] = (40, 40)) -> bytes:
@@ -69,11 +71,13 @@ def test_bad_files_are_skipped_counted_and_listed(
     assert sorted(skipped) == sorted(bad)
     assert all(skipped[name].startswith(reason) for name, reason in bad.items())
     assert manifest.ignored == {"not an image file name": Ignored(1, ("README.txt",))}
-    assert manifest.splits["train"].count + manifest.splits["test"].count == 12
+    assert sum(split.count for split in manifest.splits.values()) == 12
     assert manifest.attribute_names == () and manifest.attribute_classes == ()
-    records = read_records(tmp_path / "prepared", "train") + read_records(
-        tmp_path / "prepared", "test"
-    )
+    records = [
+        record
+        for split in ("train", "validation", "test")
+        for record in read_records(tmp_path / "prepared", split)
+    ]
     for record in records:  # each image is uniform grey at the level its name says
         assert record.attributes == []
         assert (record.image == int(Path(record.filename).stem)).all()
@@ -94,13 +98,15 @@ def test_too_many_bad_files_stop_with_examples(tmp_path: Path) -> None:
 def test_small_images_are_skipped_by_choice_not_counted_bad(tmp_path: Path) -> None:
     root = _images(tmp_path / "images", 6)
     (root / "tiny.png").write_bytes(_png(9, size=(20, 30)))
-    config = dataclasses.replace(BASE, path=str(root), small_images="skip", max_bad_fraction=0.0)
+    config = dataclasses.replace(
+        BASE, path=str(root), small_images="skip", max_bad_fraction=0.0, num_validation=2
+    )
     manifest = prepare(config, tmp_path / "prepared")
     (entry,) = manifest.skipped
     assert entry.file == "tiny.png"
     assert entry.reason.startswith("20x30 is smaller than 32 (data.crop_size or data.image_size)")
     upsampled = prepare(dataclasses.replace(config, small_images="upsample"), tmp_path / "up")
-    assert upsampled.skipped == () and upsampled.splits["train"].count == 5
+    assert upsampled.skipped == () and upsampled.splits["train"].count == 7 - 2 - 2
 
 
 def test_zip_junk_and_unsafe_names_are_ignored_and_nothing_is_written_outside(
@@ -117,7 +123,8 @@ def test_zip_junk_and_unsafe_names_are_ignored_and_nothing_is_written_outside(
         archive.writestr("faces/notes.txt", "hello")
     manifest = prepare(dataclasses.replace(BASE, path=str(path)), tmp_path / "out" / "prepared")
 
-    assert manifest.splits["train"].count == 3 and manifest.splits["test"].count == 2
+    counts = {split: info.count for split, info in manifest.splits.items()}
+    assert counts == {"train": 2, "validation": 1, "test": 2}
     assert {reason: info.count for reason, info in manifest.ignored.items()} == {
         "macOS metadata": 1,
         "not an image file name": 1,
@@ -134,12 +141,14 @@ def test_celeba_zip_uses_the_official_split_and_the_attributes(
     path = write_celeba_standin(tmp_path / "celeba", count, size=(36, 44))
     attribute_rows = (tmp_path / "celeba" / ATTRIBUTE_FILE).read_text().splitlines()[2:]
     expected = {row.split()[0]: [int(v == "1") for v in row.split()[1:]] for row in attribute_rows}
-    config = dataclasses.replace(BASE, path=str(path), crop_size=36, num_test=None)
+    config = dataclasses.replace(
+        BASE, path=str(path), crop_size=36, num_test=None, num_validation=None
+    )
     manifest = prepare(config, tmp_path / "prepared")
 
     assert manifest.attribute_names == tuple(CELEBA_ATTRIBUTES)
     assert manifest.attribute_classes == (2,) * 40
-    splits = {"train": (0, 1), "test": (2,)}  # val joins train
+    splits = {"train": (0,), "validation": (1,), "test": (2,)}  # CelebA's own partition
     for split, partitions in splits.items():
         records = read_records(tmp_path / "prepared", split)
         names = sorted(Path(r.filename).name for r in records)
@@ -150,8 +159,11 @@ def test_celeba_zip_uses_the_official_split_and_the_attributes(
         assert all(r.attributes == expected[Path(r.filename).name] for r in records)
         assert manifest.splits[split].count == len(records)
 
-    capped = prepare(dataclasses.replace(config, num_train=5, num_test=2), tmp_path / "capped")
-    assert capped.splits["train"].count == 5 and capped.splits["test"].count == 2
+    capped = prepare(
+        dataclasses.replace(config, num_train=5, num_validation=1, num_test=2), tmp_path / "capped"
+    )
+    counts = {split: info.count for split, info in capped.splits.items()}
+    assert counts == {"train": 5, "validation": 1, "test": 2}
 
 
 def test_celeba_files_beside_a_folder_apply_too_and_unlisted_images_are_ignored(
@@ -164,7 +176,8 @@ def test_celeba_files_beside_a_folder_apply_too_and_unlisted_images_are_ignored(
     (root / "extra.jpg").write_bytes(_png(9))
     (root.parent / PARTITION_FILE).write_text("000001.jpg 0\n000002.jpg 1\n000003.jpg 2\n")
     manifest = prepare(dataclasses.replace(BASE, path=str(root), num_test=None), tmp_path / "out")
-    assert manifest.splits["train"].count == 2 and manifest.splits["test"].count == 1
+    counts = {split: info.count for split, info in manifest.splits.items()}
+    assert counts == {"train": 1, "validation": 1, "test": 1}
     assert manifest.ignored == {
         f"no row in {PARTITION_FILE}": Ignored(2, ("000004.jpg", "extra.jpg"))
     }

@@ -15,11 +15,14 @@ from sagan.data.testing import CELEBA_ATTRIBUTES
 
 def test_celeb_a_from_tfds_is_cropped_resized_and_labelled(tmp_path: Path, read_records) -> None:
     config = DataConfig(source="tfds", path=str(tmp_path / "tfds"), num_train=3, num_test=2,
-                        image_size=32, workers=1)  # fmt: skip
+                        num_validation=1, image_size=32, workers=1)  # fmt: skip
     with tfds.testing.mock_data(num_examples=5):
         manifest = prepare(config, tmp_path / "prepared")
     assert manifest.attribute_names == tuple(CELEBA_ATTRIBUTES)
-    assert manifest.splits["train"].count == 3 and manifest.splits["test"].count == 2
+    counts = {split: info.count for split, info in manifest.splits.items()}
+    assert counts == {"train": 3, "validation": 1, "test": 2}  # CelebA's official partition
+    names = [r.filename for r in read_records(tmp_path / "prepared", "validation")]
+    assert names == ["celeb_a/validation/000000"]
     records = read_records(tmp_path / "prepared", "train")
     assert [r.filename for r in records] == [f"celeb_a/train/{i:06d}" for i in range(3)]
     assert all(r.image.shape == (32, 32, 3) and len(r.attributes) == 40 for r in records)

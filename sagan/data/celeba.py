@@ -14,13 +14,14 @@ from sagan.data.errors import DataError
 
 PARTITION_FILE = "list_eval_partition.txt"
 ATTRIBUTE_FILE = "list_attr_celeba.txt"
-# val (1) joins train: a GAN has no use for a validation split, and more faces help it.
-PARTITIONS = {"0": "train", "1": "train", "2": "test"}
+# val (1) is the split that training scores itself on (train.eval_every) and chooses its
+# best checkpoint by, so that the test split stays unseen until evaluate.
+PARTITIONS = {"0": "train", "1": "validation", "2": "test"}
 LABELS = {"-1": 0, "1": 1}  # absent, present
 
 
 def read_partition(path: Path) -> dict[str, str]:
-    """File name -> "train" or "test"."""
+    """File name -> "train", "validation" or "test"."""
     split = {}
     for number, fields in _rows(path, first_line=1):
         if len(fields) != 2 or fields[1] not in PARTITIONS:

@@ -3,7 +3,8 @@
 Order and split are functions of ``data.seed`` and the file names only: files are ordered
 by a seeded hash of their relative name (a shuffle that survives added files), CelebA's
 ``list_eval_partition.txt`` beside the data decides the split when present, otherwise the
-first ``data.num_test`` files of that order are the test split.
+first ``data.num_test`` files of that order are the test split and the next
+``data.num_validation`` the validation split.
 """
 
 from __future__ import annotations
@@ -141,26 +142,42 @@ def _split(
     path = _beside(root, celeba.PARTITION_FILE)
     if path is not None:
         partition = celeba.read_partition(path)
-        splits: dict[str, list[str]] = {"train": [], "test": []}
+        splits: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
         for name in names:
             split = partition.get(_base_name(name))
             if split is None:
                 ignored.setdefault(f"no row in {path.name}", []).append(name)
             else:
                 splits[split].append(name)
-    elif config.num_test is None:
-        raise ConfigError(
-            f"data.num_test must be a number: {root} has no {celeba.PARTITION_FILE} beside it"
-        )
-    elif len(names) <= config.num_test:
+    else:
+        splits = _held_out_first(root, names, config)
+    caps = {
+        "train": config.num_train,
+        "validation": config.num_validation,
+        "test": config.num_test,
+    }
+    return {split: chosen[: caps[split]] for split, chosen in splits.items()}
+
+
+def _held_out_first(root: Path, names: list[str], config: DataConfig) -> dict[str, list[str]]:
+    """Without a partition file: data.num_test test images, then data.num_validation
+    validation images, from the front of the seeded order; the rest train."""
+    for key in ("num_test", "num_validation"):
+        if getattr(config, key) is None:
+            raise ConfigError(
+                f"data.{key} must be a number: {root} has no {celeba.PARTITION_FILE} beside it"
+            )
+    held_out = config.num_test + config.num_validation
+    if len(names) <= held_out:
         raise DataError(
             f"data.path {root} has {len(names)} images, all taken by data.num_test="
-            f"{config.num_test}; lower data.num_test"
+            f"{config.num_test} and data.num_validation={config.num_validation}; lower them"
         )
-    else:
-        splits = {"train": names[config.num_test :], "test": names[: config.num_test]}
-    caps = {"train": config.num_train, "test": config.num_test}
-    return {split: chosen[: caps[split]] for split, chosen in splits.items()}
+    return {
+        "train": names[held_out:],
+        "validation": names[config.num_test : held_out],
+        "test": names[: config.num_test],
+    }
 
 
 def _base_name(name: str) -> str:

@@ -44,7 +44,7 @@ class Split(NamedTuple):
 class Listing:
     attribute_names: tuple[str, ...]
     attribute_classes: tuple[int, ...]
-    splits: dict[str, Split]  # "train", then "test"
+    splits: dict[str, Split]  # "train", "validation", "test"
     load: Callable[[Item], Loaded]
     ignored: dict[str, list[str]] = field(default_factory=dict)  # reason -> names never loaded
     coherence_pairs: tuple[tuple[str, str], ...] = ()  # (leader, follower) labels that agree

@@ -50,7 +50,7 @@ class Manifest:
     attribute_names: tuple[str, ...]
     attribute_classes: tuple[int, ...]  # classes of each attribute, in the names' order
     coherence_pairs: tuple[tuple[str, str], ...]  # (leader, follower): labels that must agree
-    splits: dict[str, PreparedSplit]  # "train", then "test"
+    splits: dict[str, PreparedSplit]  # "train", "validation", "test"
     skipped: tuple[Skipped, ...] = ()
     ignored: dict[str, Ignored] = field(default_factory=dict)  # reason -> names never loaded
     params: dict[str, Any] = field(default_factory=dict)  # the data params, less data.workers

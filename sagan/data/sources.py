@@ -25,10 +25,14 @@ def list_source(config: DataConfig) -> Listing:
 
 
 def list_synthetic(config: DataConfig) -> Listing:
-    """Faces 0..num_train-1 for train, the next num_test for test (both set: config checks)."""
+    """Faces 0..num_train-1 for train, the next num_test for test, the next num_validation for
+    validation (all set: config checks). Validation comes last so that adding it left the
+    training and test faces of every earlier run as they were."""
+    test_end = config.num_train + config.num_test
     bounds = {
         "train": (0, config.num_train),
-        "test": (config.num_train, config.num_train + config.num_test),
+        "validation": (test_end, test_end + config.num_validation),
+        "test": (config.num_train, test_end),
     }
     splits = {
         split: Split((Item(f"synthetic/{i:06d}", None, i) for i in range(*span)), span[1] - span[0])

@@ -17,7 +17,8 @@ from sagan.data.errors import DataError
 from sagan.data.listing import Item, Listing, Split, load_array, square_spec
 
 DATASET = "celeb_a"
-TFDS_SPLITS = {"train": "train+validation", "test": "test"}  # as the folder source splits CelebA
+# As the folder source splits CelebA: its official partition.
+TFDS_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 
 
 def list_tfds(config: DataConfig) -> Listing:
@@ -33,7 +34,7 @@ def list_tfds(config: DataConfig) -> Listing:
             "by hand into one folder and set data.source: folder, data.path: <the zip>"
         ) from error
     names = tuple(builder.info.features["attributes"].keys())
-    caps = {"train": config.num_train, "test": config.num_test}
+    caps = {"train": config.num_train, "validation": config.num_validation, "test": config.num_test}
     return Listing(
         attribute_names=names,
         attribute_classes=(2,) * len(names),

@@ -16,19 +16,31 @@ COMMON_SHARE = 0.05  # a class held by at least this share of the real faces is 
 DROPPED_RATIO = 0.5  # ...dropped when the samples hold under this fraction of its real share
 
 
+UNSURE = -1  # an image whose class could not be read (sagan/evaluation/backgrounds.py)
+
+
 def class_shares(classes: np.ndarray, num_classes: int) -> np.ndarray:
-    """The share of images in each class 0..num_classes-1 of one attribute: (num_classes,)."""
+    """The share of images in each class 0..num_classes-1 of one attribute: (num_classes,).
+
+    Images read as UNSURE count in the total and in no class, so the shares then sum to
+    less than 1.
+    """
     classes = np.asarray(classes)
     if classes.ndim != 1 or len(classes) == 0:
         raise ValueError(f"need a non-empty (N,) array of classes, got shape {classes.shape}")
-    if classes.min() < 0 or classes.max() >= num_classes:
-        raise ValueError(f"classes must lie in 0..{num_classes - 1}, got {np.unique(classes)}")
-    return np.bincount(classes, minlength=num_classes) / len(classes)
+    if classes.min() < UNSURE or classes.max() >= num_classes:
+        raise ValueError(
+            f"classes must lie in 0..{num_classes - 1} (or be {UNSURE}, unsure), "
+            f"got {np.unique(classes)}"
+        )
+    return np.bincount(classes[classes != UNSURE], minlength=num_classes) / len(classes)
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> float:
-    """TV(p, q) = ½ Σ_c |p_c − q_c| of two distributions over the same classes."""
-    return 0.5 * float(np.abs(np.asarray(p, np.float64) - np.asarray(q, np.float64)).sum())
+    """TV(p, q) = ½ Σ_c |p_c − q_c| of two distributions over the same classes; shares that
+    sum to less than 1 (unsure images) have the rest as one more class, "unsure"."""
+    p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
+    return 0.5 * float(np.abs(p - q).sum() + abs(p.sum() - q.sum()))
 
 
 def attribute_coverage(

@@ -1,7 +1,8 @@
 """Glue between images on disk, the feature extractors and the metrics.
 
-test split ──► features ──► cached reference (features + Gaussian statistics)
-samples/images/*.png ──► features ──┴──► FID, KID, precision/recall (+ coherence)
+validation / test split ──► features ──► cached reference (features + Gaussian statistics)
+samples (PNGs, or faces drawn during training) ──► features ──┴──► FID, KID, precision/recall,
+                                                   attribute coverage, coherence
 samples/attributes.csv ──► conditional accuracy, intra-FID (conditional models)
 """
 
@@ -18,7 +19,7 @@ from sagan.config import ConfigError, EvaluateConfig
 from sagan.data.errors import DataError
 from sagan.data.manifest import Manifest
 from sagan.data.pipeline import make_dataset
-from sagan.evaluation import metrics
+from sagan.evaluation import backgrounds, metrics
 from sagan.evaluation.attribute_coverage import attribute_coverage
 from sagan.evaluation.features import EncoderExtractor, FeatureExtractor, make_extractor
 from sagan.files import atomic_path
@@ -91,6 +92,31 @@ def load_reference(path: Path) -> tuple[np.ndarray, metrics.GaussianStatistics]:
         features = stored["features"]
         stats = metrics.GaussianStatistics(stored["mu"], stored["sigma"], len(features))
     return features, stats
+
+
+class RealSplit(NamedTuple):
+    """What samples are scored against: a prepared split's cached features and, where the
+    data has attribute labels, its images with their labels and the classes the attribute
+    reader sees on them."""
+
+    features: np.ndarray  # (M, D)
+    statistics: metrics.GaussianStatistics
+    images: np.ndarray | None  # (M, S, S, 3) uint8; None without an attribute reader
+    labels: np.ndarray | None  # (M, A)
+    classes: np.ndarray | None  # (M, A): the reader's classes, the ceiling the samples aim at
+
+
+def real_split(
+    data_dir: Path, split: str, reference_path: Path, reader: EncoderExtractor | None
+) -> RealSplit:
+    """The real side of scoring for ``split`` (read once; score many sample sets against it)."""
+    features, statistics = load_reference(reference_path)
+    if reader is None:
+        return RealSplit(features, statistics, None, None, None)
+    images, labels = read_split(data_dir, split)
+    manifest = Manifest.read(data_dir)
+    classes = backgrounds.with_read_backgrounds(manifest, images, reader.predict_attributes(images))
+    return RealSplit(features, statistics, images, labels, classes)
 
 
 def read_sample_attributes(path: Path, count: int) -> tuple[tuple[str, ...], np.ndarray]:
@@ -194,23 +220,22 @@ def read_conditioned(
 
 
 def conditional_scores(
-    conditioned: Conditioned,
-    samples: np.ndarray,
-    fake: np.ndarray,
-    real: np.ndarray,
-    test_images: np.ndarray,
-    test_labels: np.ndarray,
+    conditioned: Conditioned, samples: np.ndarray, fake: np.ndarray, real: RealSplit
 ) -> dict[str, float]:
     """Conditional accuracy (generated and real) and intra-FID of conditional samples."""
     names, columns, column = conditioned.names, conditioned.columns, conditioned.intra_fid
-    real_labels = test_labels[:, columns]  # (M, k)
+    real_labels = real.labels[:, columns]  # (M, k)
     return {
         **conditional_accuracy(conditioned.encoder, columns, names, samples, conditioned.classes),
         **conditional_accuracy(
-            conditioned.encoder, columns, names, test_images, real_labels, CONDITIONAL_ACCURACY_REAL
+            conditioned.encoder, columns, names, real.images, real_labels, CONDITIONAL_ACCURACY_REAL
         ),
         **intra_fid_scores(
-            real, real_labels[:, column], fake, conditioned.classes[:, column], names[column]
+            real.features,
+            real_labels[:, column],
+            fake,
+            conditioned.classes[:, column],
+            names[column],
         ),
     }
 
@@ -219,42 +244,45 @@ def score_samples(
     settings: EvaluateConfig,
     extractor: FeatureExtractor,
     samples: np.ndarray,
-    reference: tuple[np.ndarray, metrics.GaussianStatistics],
+    real: RealSplit,
     manifest: Manifest,
-    data_dir: Path,
     reader: EncoderExtractor | None = None,
     conditioned: Conditioned | None = None,
 ) -> dict[str, float]:
-    """Every score of ``samples`` against the real features ``reference`` of the test split.
+    """Every score of ``samples`` against a real split (:func:`real_split`).
 
     FID, KID, precision/recall and density/coverage always. Where the data has attribute
-    labels, the classes ``reader`` (:func:`attribute_reader`) reads on the samples and on the
-    real test faces give the mode coverage by attribute, and the coherence when the manifest
-    lists attribute pairs that must agree; ``conditioned`` samples get the conditional scores.
+    labels, the classes ``reader`` (:func:`attribute_reader`, the one ``real`` was read with)
+    reads on the samples and on the real faces give the mode coverage by attribute, and the
+    coherence when the manifest lists attribute pairs that must agree; ``conditioned`` samples
+    get the conditional scores. The evaluate stage scores against the test split, training
+    (``train.eval_every``) against the validation split.
     """
-    real, real_stats = reference
     fake = extractor(samples)
     scores = metrics.compute_metrics(
-        real,
+        real.features,
         fake,
         kid_subset_size=settings.kid_subset_size,
         kid_subsets=settings.kid_subsets,
         pr_k=settings.pr_k,
         seed=settings.seed,
-        real_statistics=real_stats,
+        real_statistics=real.statistics,
     )
     if reader is None:
         return scores
-    test_images, test_labels = read_split(data_dir, "test")
-    fake_classes = reader.predict_attributes(samples)  # (N, A)
-    real_classes = reader.predict_attributes(test_images)  # (M, A)
-    scores.update(attribute_coverage(real_classes, fake_classes, manifest.attributes))
+    # (N, A); the synthetic faces' background read from pixels: exact, "unsure" where the
+    # encoder would have to guess (sagan/evaluation/backgrounds.py)
+    fake_classes = backgrounds.with_read_backgrounds(
+        manifest, samples, reader.predict_attributes(samples)
+    )
+    if backgrounds.reads_backgrounds(manifest):
+        column = fake_classes[:, manifest.attribute_names.index(backgrounds.ATTRIBUTE)]
+        scores[backgrounds.BACKGROUND_UNSURE] = float(np.mean(column == backgrounds.UNSURE))
+    scores.update(attribute_coverage(real.classes, fake_classes, manifest.attributes))
     if manifest.coherence_pairs:
         names, pairs = manifest.attribute_names, manifest.coherence_pairs
         scores[metrics.COHERENCE] = metrics.coherence_score(fake_classes, names, pairs)
-        scores[COHERENCE_REAL] = metrics.coherence_score(real_classes, names, pairs)
+        scores[COHERENCE_REAL] = metrics.coherence_score(real.classes, names, pairs)
     if conditioned is not None:
-        scores.update(
-            conditional_scores(conditioned, samples, fake, real, test_images, test_labels)
-        )
+        scores.update(conditional_scores(conditioned, samples, fake, real))
     return scores

@@ -20,12 +20,13 @@ from pathlib import Path
 import tensorflow as tf
 
 from sagan.config import Config
-from sagan.files import read_json, write_json
+from sagan.files import atomic_directory, read_json, write_json
 from sagan.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 
-# Keys that change how long or how visibly a run trains, not what it computes.
+# Keys that change how long or how visibly a run trains, or which of its checkpoints is
+# exported, not what it computes.
 _BUDGET_KEYS = frozenset(
     {
         "steps",
@@ -35,6 +36,9 @@ _BUDGET_KEYS = frozenset(
         "log_every",
         "sample_every",
         "worker_wait",
+        "eval_every",
+        "eval_samples",
+        "keep_best",
     }
 )
 # Model keys an unconditional run leaves unused: left out of its identity, so unconditional
@@ -49,6 +53,8 @@ _DEPENDENT_KEYS = {
     "progressive": ("progressive_steps", "progressive_fade"),
 }
 IDENTITY_FILE = "run_identity.json"
+BEST_DIR = "best"  # beside the rolling checkpoints: the best one so far (train.keep_best)
+BEST_RECORD = "best.json"  # in BEST_DIR: its step, the metric and the score
 
 
 class CheckpointError(RuntimeError):
@@ -69,7 +75,10 @@ def run_identity(config: Config) -> dict:
         for key, value in _without_off_values(config.model, _OFF_MODEL_VALUES).items()
         if config.model.conditional or key not in _CONDITIONAL_KEYS
     }
-    return {"data": dataclasses.asdict(config.data), "model": model, "train": train}
+    data = dataclasses.asdict(config.data)
+    if config.data.source == "synthetic":  # its validation faces come after every other
+        del data["num_validation"]
+    return {"data": data, "model": model, "train": train}
 
 
 def _without_off_values(section, off_values: dict) -> dict:
@@ -161,6 +170,39 @@ class Checkpoints:
                 f"cannot write the checkpoint of step {step} to {self.directory} ({error}); "
                 f"the earlier ones are kept: {self.manager.checkpoints or 'none yet'}"
             ) from error
+
+    def save_best(self, step: int, record: dict) -> None:
+        """Replace the best checkpoint with the state of ``step`` and its ``record``, whole
+        (written aside, then renamed into place): never a mix of two steps."""
+        if not self.writer:
+            self.save(step)  # every worker takes part; only the chief keeps it
+            return
+        try:
+            with atomic_directory(self.directory / BEST_DIR) as staging:
+                self.checkpoint.write(str(staging / f"ckpt-{step}"))
+                write_json(staging / BEST_RECORD, {**record, "step": step})
+        except (OSError, tf.errors.OpError) as error:
+            raise CheckpointError(
+                f"cannot write the best checkpoint (step {step}) to {self.directory / BEST_DIR} "
+                f"({error}); the previous best is kept"
+            ) from error
+
+    def best_record(self) -> dict | None:
+        """The best checkpoint's record (step, metric, score), or None when there is none."""
+        path = self.directory / BEST_DIR / BEST_RECORD
+        return read_json(path) if path.is_file() else None
+
+    def restore_best(self) -> dict:
+        """Load the best checkpoint into the trainer's state; its record."""
+        record = self.best_record()
+        if record is None:
+            raise CheckpointError(f"{self.directory / BEST_DIR} holds no best checkpoint")
+        path = self.directory / BEST_DIR / f"ckpt-{record['step']}"
+        try:
+            self.checkpoint.restore(str(path)).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:
+            raise CheckpointError(f"best checkpoint {path} cannot be restored ({error})") from error
+        return record
 
     def _check_identity(self) -> None:
         identity_path = self.directory / IDENTITY_FILE

@@ -4,14 +4,15 @@ Every ``train.log_every`` generator updates a row goes to ``history.csv`` and th
 (losses, mean D outputs, each attention γ, each σ, images/s); every ``train.sample_every`` a
 fixed-noise grid is saved with a snapshot of the attention maps of its first face
 (:mod:`sagan.sampling.attention_maps`); every ``train.checkpoint_every`` and at the end, a
-checkpoint.
+checkpoint. Given a scorer, every ``train.eval_every`` and at the end the sampling generator
+is scored (:mod:`sagan.training.quality`: ``quality.csv``, the best checkpoint).
 A non-finite loss stops training at once, before it can reach a checkpoint. Ctrl-C stops it
 after the step in flight, with a checkpoint of that step.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import logging
 import math
 import re
@@ -19,6 +20,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +29,15 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from sagan.config import Config
-from sagan.files import TEMPORARY_PREFIX, atomic_directory, atomic_path
+from sagan.files import TEMPORARY_PREFIX, atomic_directory, read_csv_rows, write_csv_rows
 from sagan.model.conditioning import model_inputs
+from sagan.paths import QUALITY_FILE
 from sagan.sampling.attention_maps import save_snapshot
 from sagan.sampling.faces import fixed_attributes, fixed_noise
 from sagan.sampling.grids import grid, save_png, to_uint8, upsample_nearest
 from sagan.tracking import NullTracker, Tracker
 from sagan.training.checkpoints import Checkpoints
+from sagan.training.quality import Evaluations, QualityCurve, Scorer, evaluation_steps
 from sagan.training.step import GANTrainer
 
 logger = logging.getLogger(__name__)
@@ -69,18 +73,12 @@ class History:
 
     def __init__(self, path: Path, resumed_step: int):
         self.path = path
-        self.rows = []
-        if resumed_step and path.exists():
-            with path.open(newline="") as handle:
-                self.rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resumed_step]
+        rows = read_csv_rows(path) if resumed_step else []
+        self.rows = [row for row in rows if int(row["step"]) <= resumed_step]
 
     def append(self, row: dict[str, float]) -> None:
         self.rows.append(row)
-        fields = list(dict.fromkeys(key for r in self.rows for key in r))
-        with atomic_path(self.path) as temporary, temporary.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        write_csv_rows(self.path, self.rows)
 
 
 def train(
@@ -91,6 +89,7 @@ def train(
     paths: TrainPaths,
     tracker: Tracker | None = None,
     chief: bool = True,
+    scorer: Scorer | None = None,
 ) -> dict[str, float]:
     """Train until the budget is spent, resuming from the newest matching checkpoint.
 
@@ -98,7 +97,8 @@ def train(
     their (B, A) int labels, as ``(images, labels)``, for a conditional trainer).
     Returns the final metrics (losses, D outputs, γ per attention layer, steps, images/s).
     A multi-worker job's other tasks (``chief`` False) train and take part in every
-    checkpoint, and write nothing else.
+    checkpoint, and write nothing else. ``scorer`` (with ``train.eval_every`` set) scores the
+    sampling generator during training.
     """
     tracker = tracker or NullTracker()
     # MultiWorkerMirroredStrategy's input iterators cannot be checkpointed. The data order is
@@ -118,7 +118,6 @@ def train(
         done = int(trainer.step.numpy()) * config.train.n_critic
         iterator = _distribute(trainer.strategy, dataset.skip(done))
     start, end = int(trainer.step.numpy()), total_steps(config, num_train_images)
-    trainer.use_stage_of(min(start + 1, end))  # the last stage's models when none is left
     # Live plots sit beside the checkpoints, so a resumed run keeps its history.
     live_plots = checkpoints.directory / "plots"
     history = History(live_plots / "history.csv", start)
@@ -127,6 +126,16 @@ def train(
     metrics: dict[str, float] = {}
     image_size = config.data.image_size
     timer = _Throughput(config.train.batch_size)
+    evaluations, evaluated = None, (lambda step: False)
+    if scorer is not None and config.train.eval_every is not None:
+        evaluated = evaluation_steps(config.train, end)
+        best = checkpoints.best_record()
+        curve = QualityCurve(live_plots / QUALITY_FILE, start, config.train.keep_best, best, chief)
+        evaluations = Evaluations(scorer, checkpoints, curve, tracker)
+        if evaluated(start):  # its row may be missing or half-recorded: score it again
+            trainer.use_stage_of(start)  # the models it was scored with
+            evaluations.run(start, trainer.sampling_generator(), None)
+    trainer.use_stage_of(min(start + 1, end))  # the last stage's models when none is left
     progress = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True)
     with _StopAtStepEnd() as stop, progress:
         for step in range(start + 1, end + 1):
@@ -164,14 +173,24 @@ def train(
                     None if attributes is None else attributes[:1],
                     image_size,
                 )
-            if step % config.train.checkpoint_every == 0 or step == end:
-                checkpoints.save(step)
+            if step % config.train.checkpoint_every == 0 or step == end or evaluated(step):
+                checkpoints.save(step)  # before an evaluation: see sagan.training.quality
+            if evaluated(step):
+                with timer.paused():
+                    evaluations.run(step, trainer.sampling_generator(), timer.seconds_per_step)
             if stop.requested and step < end:
                 logger.warning("interrupted: saving a checkpoint at step %d", step)
                 checkpoints.save(step)
                 raise KeyboardInterrupt
     if not metrics:  # the budget was already spent by the checkpoint we resumed from
         metrics = {**trainer.attention_gammas(), **trainer.spectral_norms()}
+    if evaluations is not None and evaluations.curve.best is not None:
+        best = checkpoints.restore_best()  # what the stage exports
+        logger.info(
+            "the best checkpoint: step %d (%s %.4g)", best["step"], best["metric"], best["value"]
+        )
+        metrics = {**metrics, "best_step": best["step"], f"best_{best['metric']}": best["value"]}
+        tracker.log_metrics({"best_step": best["step"]}, end)
     if chief:
         _publish(live_plots, paths.plots)
     return {**metrics, "steps": end}
@@ -263,7 +282,8 @@ def _save_samples(trainer: GANTrainer, inputs, path: Path, image_size: int) -> N
 
 
 class _Throughput:
-    """Images per second over the steps after the first (which includes tracing)."""
+    """Images per second over the steps after the first (which includes tracing), with the
+    time spent in evaluations left out."""
 
     def __init__(self, batch_size: int):
         self.batch_size = batch_size
@@ -276,8 +296,22 @@ class _Throughput:
             return
         self.steps += 1
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.started is not None:
+                self.started += time.perf_counter() - began
+
     @property
     def rate(self) -> float:
         if not self.steps:
             return 0.0
         return self.steps * self.batch_size / (time.perf_counter() - self.started)
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        """Mean seconds per update so far; None before there is a measured one."""
+        return self.batch_size / self.rate if self.steps else None

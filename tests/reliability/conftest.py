@@ -17,7 +17,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 # Smaller than the end-to-end test's TINY: every `dvc repro` here takes seconds, not minutes.
 TINY = {
-    "data": {"num_train": 64, "num_test": 32, "images_per_shard": 32, "image_size": 32},
+    "data": {
+        "num_train": 64,
+        "num_test": 32,
+        "num_validation": 16,
+        "images_per_shard": 32,
+        "image_size": 32,
+    },
     "model": {"latent_dim": 16, "g_width": 8, "d_width": 8, "attention_resolutions": [16]},
     "train": {
         "batch_size": 8,

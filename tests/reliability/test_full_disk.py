@@ -84,7 +84,9 @@ def test_a_full_disk_while_checkpointing_keeps_the_earlier_checkpoints(small_dis
 
 
 def test_a_full_disk_while_writing_shards_keeps_the_previous_output(small_disk):
-    config = DataConfig(num_train=32, num_test=8, image_size=32, images_per_shard=8, workers=1)
+    config = DataConfig(
+        num_train=32, num_test=8, num_validation=8, image_size=32, images_per_shard=8, workers=1
+    )
     out = small_disk / "prepared"
     before = prepare(config, out)
     filler = _fill(small_disk)
