@@ -13,8 +13,9 @@ every run is scored again when a measurement changes.
 It prints one row per checkpoint and, per target of the quality issue, the first update
 count where the target holds (or the best value reached). ``--images-per-second`` (the
 train step's speed measured on a quiet machine with ``python -m benchmarks.train_step``)
-adds training minutes: the updates' time at that speed plus each evaluation's, as measured
-here.
+adds training minutes: the updates' time at that speed (each evaluation's own time is the
+``eval_seconds`` column). With ``--csv``, rows already in the file are kept and only new
+checkpoints are scored: a long run can be scored as it goes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import tensorflow as tf
 from sagan import paths
 from sagan.config import load_config
 from sagan.evaluation.validation import validation_scorer
-from sagan.files import write_csv_rows
+from sagan.files import read_csv_rows, write_csv_rows
 from sagan.training.session import prepared_manifest, training_conditioning
 from sagan.training.step import GANTrainer
 
@@ -63,7 +64,8 @@ def checkpoint_steps(folder: Path) -> list[int]:
     )
 
 
-def score_checkpoints(folder: Path, every: int) -> list[dict[str, float]]:
+def score_checkpoints(folder: Path, every: int, done: set[int]) -> list[dict[str, float]]:
+    """A row of scores for every ``every``-th checkpoint in ``folder`` not in ``done``."""
     config = load_config()
     manifest = prepared_manifest(config, paths.PREPARED_DIR)
     conditioning = training_conditioning(config, manifest, paths.PREPARED_DIR)
@@ -72,7 +74,7 @@ def score_checkpoints(folder: Path, every: int) -> list[dict[str, float]]:
     checkpoint = tf.train.Checkpoint(**trainer.checkpointed())
     rows = []
     for step in checkpoint_steps(folder):
-        if step % every:
+        if step % every or step in done:
             continue
         checkpoint.restore(str(folder / f"ckpt-{step}")).expect_partial()
         started = time.perf_counter()
@@ -85,6 +87,10 @@ def score_checkpoints(folder: Path, every: int) -> list[dict[str, float]]:
             flush=True,
         )
     return rows
+
+
+def _step(row: dict[str, float]) -> float:
+    return row["step"]
 
 
 def first_met(rows: list[dict[str, float]]) -> list[str]:
@@ -154,6 +160,26 @@ def plot(rows: list[dict[str, float]], figure: Path, minutes: list[float] | None
     fig.savefig(figure, dpi=90)
 
 
+def grid_strip(folder: Path, steps: list[int], figure: Path) -> None:
+    """The run's fixed-noise grids at ``steps`` (its plots/samples/), top halves one under
+    another, each labelled with its update count."""
+    from PIL import Image, ImageDraw
+
+    halves = []
+    for step in steps:
+        image = Image.open(folder / "plots" / "samples" / f"step_{step:06d}.png").convert("RGB")
+        half = image.crop((0, 0, image.width, image.height // 2))
+        labelled = Image.new("RGB", (half.width, half.height + 16), "white")
+        labelled.paste(half, (0, 16))
+        ImageDraw.Draw(labelled).text((4, 2), f"update {step:,}", fill="black")
+        halves.append(labelled)
+    strip = Image.new("RGB", (halves[0].width, sum(h.height for h in halves)), "white")
+    for index, half in enumerate(halves):
+        strip.paste(half, (0, index * half.height))
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    strip.save(figure, optimize=True)
+
+
 def _interpolate(x, xs: list[float], ys: list[float]):
     import numpy as np
 
@@ -164,29 +190,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", type=Path, help="a run's checkpoints/<fingerprint> folder")
     parser.add_argument("--every", type=int, default=500, help="score every N-th update's one")
-    parser.add_argument("--csv", type=Path, help="write the rows here")
+    parser.add_argument(
+        "--csv", type=Path, help="the rows: those already there are kept, new checkpoints added"
+    )
     parser.add_argument("--figure", type=Path, help="draw the curves into this PNG")
+    parser.add_argument("--grids", type=Path, help="the run's sample grids at --grid-steps, a PNG")
+    parser.add_argument("--grid-steps", type=int, nargs="+", default=[1500, 3000, 6000, 12000])
     parser.add_argument(
         "--images-per-second",
         type=float,
         help="quiet train-step speed: adds training minutes to the rows",
     )
     args = parser.parse_args()
-    rows = score_checkpoints(args.checkpoints, args.every)
+    kept = (
+        [{k: float(v) for k, v in row.items()} for row in read_csv_rows(args.csv)]
+        if args.csv
+        else []
+    )
+    done = {int(row["step"]) for row in kept}
+    rows = sorted(kept + score_checkpoints(args.checkpoints, args.every, done), key=_step)
     minutes = None
-    if args.images_per_second:
+    if args.images_per_second:  # the updates' time alone: each evaluation's is eval_seconds
         batch = load_config().train.batch_size
-        spent, minutes = 0.0, []
-        for row in rows:
-            spent += row["eval_seconds"]
-            minutes.append((row["step"] * batch / args.images_per_second + spent) / 60)
-            row["train_minutes"] = minutes[-1]
+        minutes = [row["step"] * batch / args.images_per_second / 60 for row in rows]
+        for row, value in zip(rows, minutes, strict=True):
+            row["train_minutes"] = value
     for line in first_met(rows):
         print(line)
     if args.csv:
         write_csv_rows(args.csv, rows)
     if args.figure:
         plot(rows, args.figure, minutes)
+    if args.grids:
+        grid_strip(args.checkpoints, args.grid_steps, args.grids)
 
 
 if __name__ == "__main__":
