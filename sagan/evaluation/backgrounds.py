@@ -19,7 +19,7 @@ from sagan.data.synthetic import BACKGROUNDS
 from sagan.evaluation import attribute_coverage
 
 ATTRIBUTE = "background"
-UNSURE = attribute_coverage.UNSURE  # the top corners disagree, or one is near no colour
+UNSURE = attribute_coverage.UNSURE  # the four patches disagree, or one is near no colour
 # Largest RGB distance from a background colour that still reads as it: under half the
 # distance between the two closest colours (blue and purple, 56.6 apart), so no colour reads
 # as two.
