@@ -8,9 +8,11 @@ Side by side in one process, on the same random batches:
   backward passes (one gradient tape per network, to show what sharing the backward pass
   buys), with ``jit_compile``, with the alternating update, and in ``mixed_bfloat16`` (also
   with ``n_critic: 2``: two D updates per G update, with the two-scale discriminator
-  ``model.discriminator_scales: [1, 2]``, and with the VGG19 perceptual loss on its default
+  ``model.discriminator_scales: [1, 2]``, with the VGG19 perceptual loss on its default
   layers, whose weights here are a random stand-in: the ImageNet file cannot be fetched
-  offline, and the arithmetic is the same), and in each stage of progressive growing
+  offline, and the arithmetic is the same, and with each lever against dropped modes:
+  ``train.consistency_weight: 10``, ``model.minibatch_stddev: 4``, ``model.pack: 2``), and
+  in each stage of progressive growing
   (``train.progressive: [16, 32, 64]``: at 16 px, fading to 32, at 32, fading to 64, at 64);
   and with the residual networks (``model.architecture: resnet``, SN in G as the paper) at
   widths 64 (the paper's), 32 and 16, in float32 and ``mixed_bfloat16``.
@@ -189,6 +191,14 @@ def main() -> None:
             "perceptual_weights": str(stand_in),
         },
     }
+    # issue 30's levers against dropped modes, against "sagan mixed_bfloat16"
+    levers = {
+        "consistency_weight=10": {"consistency_weight": 10.0},
+        "minibatch_stddev=4": {"model": {"minibatch_stddev": 4}},
+        "pack=2": {"model": {"pack": 2}},
+    }
+    for name, lever in levers.items():
+        ours_only[f"sagan mixed_bfloat16 {name}"] = {**bf16, **lever}
     # issue 17: each stage of progressive growing, at an update inside it
     growth = GrowthSchedule((16, 32, 64), (400, 400), 200)
     for update in (1, 401, 601, 801, 1001) if size == 64 else ():

@@ -106,6 +106,8 @@ class ModelConfig:
     conditional: bool = False
     condition_on: tuple[str, ...] | None = None
     discriminator_scales: tuple[int, ...] = field(default=(1,), metadata={"power_of_two": True})
+    minibatch_stddev: int | None = _positive(None)
+    pack: int = _positive(1)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class TrainConfig:
     ema_decay: float | None = _between(0.995, 0.0, 0.999999)
     ema_start: int = field(default=500, metadata={"min": 0})
     augment: tuple[str, ...] | None = field(default=None, metadata={"choices": AUGMENTATIONS})
+    consistency_weight: float = field(default=0.0, metadata={"min": 0.0})
     perceptual_weight: float = field(default=0.0, metadata={"min": 0.0})
     perceptual_layers: tuple[str, ...] = field(
         default=("block1_conv2", "block2_conv2", "block3_conv4", "block4_conv4"),
@@ -270,6 +273,7 @@ def _check_combinations(config: Config) -> None:
                     f"choose from {inner}, or set model.attention: false"
                 )
     _check_scales(model.discriminator_scales, data.image_size)
+    _check_discriminator_batches(model, train)
     if model.architecture == "resnet":
         _check_resnet(config)
     if not model.conditional:
@@ -365,6 +369,28 @@ def _check_scales(scales: tuple[int, ...], image_size: int) -> None:
             f"model.discriminator_scales: {scales[-1]} leaves the discriminator a "
             f"{image_size // scales[-1]}px image at data.image_size {image_size}; the "
             f"coarsest scale must leave at least {MIN_DISCRIMINATOR_INPUT}px"
+        )
+
+
+def _check_discriminator_batches(model: ModelConfig, train: TrainConfig) -> None:
+    """Packs and groups of D's batch that fill it: ``pack · minibatch_stddev`` divides it."""
+    if train.batch_size % model.pack:
+        raise ConfigError(
+            f"model.pack ({model.pack}) must divide train.batch_size ({train.batch_size}): "
+            "D judges that many images at once"
+        )
+    group = model.minibatch_stddev
+    if group is not None and (train.batch_size // model.pack) % group:
+        raise ConfigError(
+            f"model.minibatch_stddev ({group}) must divide the {train.batch_size // model.pack} "
+            f"inputs D gets per batch (train.batch_size {train.batch_size} / model.pack "
+            f"{model.pack}): D takes the spread over groups of that many"
+        )
+    if model.pack > 1 and model.conditional:
+        raise ConfigError(
+            f"model.pack ({model.pack}) does not combine with model.conditional (the "
+            "projection D judges each image against its own attributes): set model.pack to 1 "
+            "or model.conditional to false"
         )
 
 

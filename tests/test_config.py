@@ -221,6 +221,23 @@ def test_flatten_names_every_key():
             "model.discriminator_scales: 4 leaves the discriminator a 8px image",
         ),
         (
+            {"model": {"minibatch_stddev": 5}},
+            r"model.minibatch_stddev \(5\) must divide the 64 inputs D gets per batch",
+        ),
+        (
+            {"model": {"pack": 4, "minibatch_stddev": 32}},
+            r"model.minibatch_stddev \(32\) must divide the 16 inputs D gets per batch "
+            r"\(train.batch_size 64 / model.pack 4\)",
+        ),
+        (
+            {"model": {"pack": 3}},
+            r"model.pack \(3\) must divide train.batch_size \(64\)",
+        ),
+        (
+            {"model": {"pack": 2, "conditional": True}},
+            r"model.pack \(2\) does not combine with model.conditional",
+        ),
+        (
             {"generate": {"num_samples": 500}},
             r"evaluate.num_samples \(1000\) must be at most generate.num_samples \(500\)",
         ),

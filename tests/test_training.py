@@ -89,15 +89,21 @@ def _with_scales(config: Config, *scales: int) -> Config:
     return dataclasses.replace(config, model=model)
 
 
-@pytest.mark.parametrize("extensions", [False, True], ids=["default", "multi-scale+perceptual"])
+@pytest.mark.parametrize(
+    "extensions", [None, "scales", "levers"], ids=["default", "multi-scale+perceptual", "levers"]
+)
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, extensions, request):
     tf.config.experimental.enable_op_determinism()
     config = tiny_config(steps=6, checkpoint_every=3, deterministic=True)
-    if extensions:
+    if extensions == "scales":
         weights = request.getfixturevalue("vgg19_stand_in")
         config = _with_scales(
             tiny_config(steps=6, checkpoint_every=3, **perceptual_options(weights)), 1, 2
         )
+    elif extensions == "levers":  # against dropped modes
+        levers = dataclasses.replace(config.model, minibatch_stddev=2, pack=2)
+        train_config = dataclasses.replace(config.train, consistency_weight=10.0)
+        config = dataclasses.replace(config, model=levers, train=train_config)
     straight, _ = run(config, tmp_path / "straight")
 
     first_half = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=3))
@@ -222,8 +228,8 @@ def test_batch_must_split_over_the_replicas():
 
 @pytest.mark.parametrize(
     "cases",
-    [(0, 1, 2), (3, 4), (5, 6)],
-    ids=["plain-conditional-augment", "scales-perceptual", "growth-resnet"],
+    [(0, 1, 2), (3, 4), (5, 6), (7,)],
+    ids=["plain-conditional-augment", "scales-perceptual", "growth-resnet", "mode-levers"],
 )
 def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
     """Two logical CPUs must be set before TensorFlow starts, hence a fresh process (one per
@@ -249,6 +255,8 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
 
         RESNET = {"architecture": "resnet", "g_width": 8, "d_width": 8}
 
+        LEVERS = {"minibatch_stddev": 2, "pack": 2}
+
         def losses(strategy, conditional, augment, scales=(1,), extra={}, model_options={}):
             config = tiny_config(conditional, augment=augment, **extra)
             model = dataclasses.replace(config.model, discriminator_scales=scales, **model_options)
@@ -271,6 +279,7 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
             (False, None, (1,), PERCEPTUAL),  # P of the global batch (an all-reduce)
             (True, None, (1,), GROWTH),  # 16px twice, then fading to 32px
             (True, None, (1,), {}, RESNET),  # the residual networks' synchronized BNs
+            (False, None, (1,), {"consistency_weight": 10.0}, LEVERS),  # per-replica groups
         )
         for case in sys.argv[2:]:
             conditional, augment, *extensions = CASES[int(case)]
@@ -294,34 +303,39 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
 
 
 @pytest.mark.parametrize(
-    "loss, conditional, augment, perceptual",
+    "loss, conditional, augment, perceptual, levers",
     [
-        ("hinge", False, None, False),
-        ("bce", False, None, False),
-        ("wasserstein", False, None, False),
-        ("hinge", True, None, False),
-        ("hinge", False, AUGMENTATIONS, False),
-        ("hinge", True, None, True),
+        ("hinge", False, None, False, False),
+        ("bce", False, None, False, False),
+        ("wasserstein", False, None, False, False),
+        ("hinge", True, None, False, False),
+        ("hinge", False, AUGMENTATIONS, False, False),
+        ("hinge", True, None, True, False),
+        ("hinge", False, None, False, True),
     ],
 )
 def test_one_backward_pass_gives_the_gradients_of_two(
-    loss, conditional, augment, perceptual, request
+    loss, conditional, augment, perceptual, levers, request
 ):
     """The simultaneous update's shared backward pass matches one tape per network."""
     extra = perceptual_options(request.getfixturevalue("vgg19_stand_in")) if perceptual else {}
+    if levers:  # packs of 2 and consistency regularisation
+        extra |= {"consistency_weight": 10.0}
     config = tiny_config(conditional, loss=loss, augment=augment, **extra)
+    model = dataclasses.replace(config.model, pack=2 if levers else 1)
     attributes = conditioning() if conditional else None
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=attributes)
+    trainer = GANTrainer(model, config.train, IMAGE_SIZE, conditioning=attributes)
     assert trainer.shares_backward
     batch = next(iter(labelled_images() if conditional else images()))
     real_images, real_attributes = trainer._real(batch)
     z = tf.random.stateless_normal((8, 16), (0, 1))
     fake_attributes = trainer._fake_attributes(0)
     # Put the hinge's margin among the fake logits, so half of the fakes send D nothing.
-    _, fake_logits = trainer._logits(
+    fake_logits = trainer._logits(
         real_images, real_attributes, trainer._generate(z, fake_attributes), fake_attributes, 0
-    )
-    middle = np.sort(fake_logits.numpy().ravel())[3:5].mean()
+    ).fake
+    half = len(fake_logits) // 2
+    middle = np.sort(fake_logits.numpy().ravel())[half - 1 : half + 1].mean()
     trainer.discriminator.get_layer("sn_logit").layer.bias.assign([-1.0 - middle])
     state = trainer.discriminator.get_weights()  # the power iteration's u changes per call
 

@@ -31,6 +31,7 @@ EYE_COLOURS = ((116, 64, 24), (40, 110, 235), (40, 170, 70), (150, 60, 205))
 EYE_SIZES = (0.8, 1.0, 1.25)
 MOUTH_SHAPES = ("smile", "neutral", "open")
 BACKGROUNDS = ((150, 192, 232), (164, 218, 172), (204, 176, 226), (236, 168, 168))
+BACKGROUND_NAMES = ("blue", "green", "purple", "pink")  # in the order of BACKGROUNDS
 SHIRTS = ((70, 80, 120), (110, 110, 110), (60, 110, 90), (140, 60, 70), (230, 230, 230))
 
 ATTRIBUTE_CLASSES: dict[str, int] = {

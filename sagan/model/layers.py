@@ -315,3 +315,75 @@ class GlobalSumPooling(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="sagan")
+class MinibatchStddev(keras.layers.Layer):
+    """(B, H, W, C) → (B, H, W, C + 1): the minibatch standard deviation (Karras et al. 2018).
+
+    The batch is cut into groups of ``group_size`` consecutive images. Within a group, the
+    standard deviation over its images of every feature at every position is averaged to one
+    number, which each image of the group gets as an extra constant channel. A generator that
+    draws too few kinds of face makes that number small, so D can tell its batches from real
+    ones. Groups are consecutive so that a replica's slice of the batch holds whole groups:
+    N replicas compute what one device would. Computed in float32.
+    """
+
+    def __init__(self, group_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.group_size = group_size
+
+    def call(self, x):
+        batch, height, width, channels = x.shape
+        group = self.group_size if batch is None else min(self.group_size, batch)
+        if batch is not None and batch % group:
+            raise ValueError(
+                f"model.minibatch_stddev: a batch of {batch} images does not split into groups "
+                f"of {group}"
+            )
+        grouped = ops.reshape(ops.cast(x, "float32"), (-1, group, height, width, channels))
+        variance = ops.var(grouped, axis=1)  # (B / group, H, W, C)
+        spread = ops.mean(ops.sqrt(variance + 1e-8), axis=(1, 2, 3))  # (B / group,)
+        spread = ops.repeat(spread, group, axis=0)  # each image its group's number
+        spread = ops.broadcast_to(ops.reshape(spread, (-1, 1, 1, 1)), ops.shape(x[..., :1]))
+        return ops.concatenate([x, ops.cast(spread, x.dtype)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+    def get_config(self):
+        return {**super().get_config(), "group_size": self.group_size}
+
+
+@keras.saving.register_keras_serializable(package="sagan")
+class Pack(keras.layers.Layer):
+    """(B, H, W, C) → (B / m, H, W, m·C): PacGAN's packing (Lin et al. 2018).
+
+    Each run of ``m`` consecutive images becomes one input whose channels are theirs side by
+    side, so D judges m real or m generated images at once. A generator that draws too few
+    kinds of face fills a pack with near copies, which real packs rarely are; the paper
+    proves that this penalises mode collapse. Consecutive images, so a replica's slice of the
+    batch holds whole packs.
+    """
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def call(self, x):
+        batch, height, width, channels = x.shape
+        if batch is not None and batch % self.size:
+            raise ValueError(
+                f"model.pack: a batch of {batch} images does not split into packs of {self.size}"
+            )
+        packs = ops.reshape(x, (-1, self.size, height, width, channels))
+        packs = ops.transpose(packs, (0, 2, 3, 1, 4))  # (B / m, H, W, m, C)
+        return ops.reshape(packs, (-1, height, width, self.size * channels))
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        packs = None if batch is None else batch // self.size
+        return (packs, height, width, self.size * channels)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}

@@ -5,8 +5,9 @@ At 64×64 with the default widths:
     G: z (128) → Dense → 8×8×256 → BN, ReLU
          → ConvT 128 (16×16), BN, ReLU → self-attention (16×16)
          → ConvT 64 (32×32), BN, ReLU → ConvT 3 (64×64), tanh
-    D: x (64×64×3) → SN Conv 64 (32×32), LReLU → SN Conv 128 (16×16), LReLU
-         → self-attention (16×16) → SN Conv 256 (8×8), LReLU → Flatten → SN Dense 1
+    D: x (64×64×3) [→ packed] → SN Conv 64 (32×32), LReLU → SN Conv 128 (16×16), LReLU
+         → self-attention (16×16) → SN Conv 256 (8×8), LReLU [→ minibatch stddev]
+         → Flatten → SN Dense 1
 
 Every (transposed) convolution has stride 2; the number of blocks follows from the image
 size (8 → image_size in G, image_size → 8 in D). With ``model.discriminator_scales`` D is
@@ -27,13 +28,19 @@ import keras
 
 from sagan.config import ConfigError, ModelConfig
 from sagan.model import resnet
-from sagan.model.layers import ConditionalBatchNormalization, Projection, SpectralNormalization
+from sagan.model.layers import (
+    ConditionalBatchNormalization,
+    MinibatchStddev,
+    Projection,
+    SpectralNormalization,
+)
 from sagan.model.parts import (
     attended_resolutions,
     attributes_input,
     batch_norm,
     generator_inputs,
     maybe_spectral_norm,
+    packed,
     self_attention,
     symbolic_inputs,
 )
@@ -127,7 +134,7 @@ def generator_graph(
 def build_discriminator(
     config: ModelConfig, image_size: int = 64, attribute_dim: int | None = None
 ) -> keras.Model:
-    """images (B, S, S, 3) [, attributes (B, attribute_dim)] → logits (B, scales).
+    """images (B, S, S, 3) [, attributes (B, attribute_dim)] → logits (B / pack, scales).
 
     One logit per image for each factor of ``model.discriminator_scales`` (pix2pixHD's
     multi-scale D): the D of factor f sees the image average-pooled by f and has the
@@ -141,12 +148,13 @@ def build_discriminator(
     attention_resolutions(config, image_size)  # the full-size image's check, as in G
     images = keras.Input((image_size, image_size, 3), name="images")
     attributes = attributes_input(config, attribute_dim)
+    judged = packed(config, images)
     logits = []
     for factor in config.discriminator_scales:
-        scaled = images
+        scaled = judged
         prefix = "" if factor == 1 else f"scale{factor}_"
         if factor > 1:
-            scaled = keras.layers.AveragePooling2D(factor, name=f"{prefix}pool")(images)
+            scaled = keras.layers.AveragePooling2D(factor, name=f"{prefix}pool")(judged)
         layers = DiscriminatorLayers(config, image_size // factor, prefix)
         logits.append(layers.logit_from(scaled, image_size // factor, attributes))
     if len(logits) > 1:
@@ -217,6 +225,9 @@ class DiscriminatorLayers:
                 break
             x = self.block(x, resolution)
             resolution //= 2
+        if self.config.minibatch_stddev is not None:
+            group = self.config.minibatch_stddev
+            x = self._layer("minibatch_stddev", lambda name: MinibatchStddev(group, name=name))(x)
         dense = self._layer("logit", lambda name: self._sn(keras.layers.Dense(1, name=name)))
         logit = dense(keras.layers.Flatten()(x))
         if attributes is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from sagan.config import ConfigError, ModelConfig
-from sagan.model.layers import SelfAttention, SpectralNormalization
+from sagan.model.layers import Pack, SelfAttention, SpectralNormalization
 
 
 def attended_resolutions(config: ModelConfig, inner: list[int], image_size: int) -> tuple[int, ...]:
@@ -61,3 +61,8 @@ def generator_inputs(
 def symbolic_inputs(x: keras.KerasTensor, attributes: keras.KerasTensor | None):
     """A model's inputs: ``x`` alone, or ``[x, attributes]`` for a conditional model."""
     return x if attributes is None else [x, attributes]
+
+
+def packed(config: ModelConfig, images: keras.KerasTensor, name: str = "pack") -> keras.KerasTensor:
+    """D's images, packed ``model.pack`` at a time along the channels (unchanged for 1)."""
+    return images if config.pack == 1 else Pack(config.pack, name=name)(images)

@@ -36,7 +36,7 @@ from keras import ops
 from sagan.config import ModelConfig
 from sagan.model.layers import SpectralNormalization
 from sagan.model.networks import DiscriminatorLayers, generator_graph
-from sagan.model.parts import generator_inputs, symbolic_inputs
+from sagan.model.parts import generator_inputs, packed, symbolic_inputs
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def grow_discriminator(
     fade: int,
     attribute_dim: int | None = None,
 ) -> Growing:
-    """D of each stage: images (B, r, r, 3) [, attributes] → logits (B, 1)."""
+    """D of each stage: images (B, r, r, 3) [, attributes] → logits (B / pack, 1)."""
     image_size = resolutions[-1]
     layers = DiscriminatorLayers(config, image_size)
     attributes = None
@@ -152,11 +152,12 @@ def grow_discriminator(
     for stage in reversed(stages(resolutions, fade)):
         r, last = stage.resolution, stage == Stage(image_size, False)
         images = keras.Input((r, r, 3), name="images" if last else f"images_{stage.name}")
-        x = images if r == image_size else from_rgb(images, r)
+        judged = packed(config, images, "pack" if last else f"pack_{stage.name}")
+        x = judged if r == image_size else from_rgb(judged, r)
         entry = r
         if stage.fading:
             fades[r] = FadeIn(name=f"fade_{r}")
-            coarse = from_rgb(keras.layers.AveragePooling2D(2)(images), r // 2)
+            coarse = from_rgb(keras.layers.AveragePooling2D(2)(judged), r // 2)
             x, entry = fades[r]([coarse, layers.block(x, r)]), r // 2
         logits = keras.layers.Activation(
             "linear", dtype="float32", name="logits" if last else f"logits_{stage.name}"

@@ -7,8 +7,9 @@ At 128×128 with widths w (``model.g_width``, ``model.d_width``; the authors' gf
          → BN, ReLU → SN Conv 3×3 (3) → tanh
        up-block: BN, ReLU, ×2 nearest, SN Conv 3×3, BN, ReLU, SN Conv 3×3
                  + shortcut: ×2 nearest, SN Conv 1×1
-    D: x → first block to 64 (w) → down-blocks to 32 (2w), 16 (4w), 8 (8w), 4 (16w)
-         → a block that keeps 4×4 (16w) → ReLU → sum over positions → SN Dense 1
+    D: x [→ packed] → first block to 64 (w) → down-blocks to 32 (2w), 16 (4w), 8 (8w), 4 (16w)
+         [→ minibatch stddev] → a block that keeps 4×4 (16w) → ReLU → sum over positions
+         → SN Dense 1
        down-block:  ReLU, SN Conv 3×3, ReLU, SN Conv 3×3, 2×2 average pool
                     + shortcut: SN Conv 1×1, 2×2 average pool
        first block: the same without the leading ReLU (it reads the image; Miyato et al.'s
@@ -32,6 +33,7 @@ from sagan.config import ModelConfig
 from sagan.model.layers import (
     ConditionalBatchNormalization,
     GlobalSumPooling,
+    MinibatchStddev,
     Projection,
     SpectralNormalization,
 )
@@ -41,6 +43,7 @@ from sagan.model.parts import (
     batch_norm,
     generator_inputs,
     maybe_spectral_norm,
+    packed,
     self_attention,
     symbolic_inputs,
 )
@@ -112,7 +115,7 @@ def build_generator(
 def build_discriminator(
     config: ModelConfig, image_size: int = 64, attribute_dim: int | None = None
 ) -> keras.Model:
-    """images (B, S, S, 3) [, attributes (B, attribute_dim)] → logits (B, 1)."""
+    """images (B, S, S, 3) [, attributes (B, attribute_dim)] → logits (B / pack, 1)."""
     images = keras.Input((image_size, image_size, 3), name="images")
     attributes = attributes_input(config, attribute_dim)
     attend_at = attended_resolutions(config, inner_resolutions(image_size), image_size)
@@ -133,13 +136,15 @@ def build_discriminator(
             shortcut = keras.layers.AveragePooling2D(2)(shortcut)
         return keras.layers.Add()([shortcut, h])
 
-    x, resolution = images, image_size
+    x, resolution = packed(config, images), image_size
     while resolution > BASE_RESOLUTION:
         resolution //= 2
         filters = discriminator_channels(config.d_width, image_size, resolution)
         x = block(x, filters, f"down{resolution}", first=resolution == image_size // 2)
         if resolution in attend_at:
             x = self_attention(config, f"attention_{resolution}")(x)
+    if config.minibatch_stddev is not None:
+        x = MinibatchStddev(config.minibatch_stddev, name="minibatch_stddev")(x)
     filters = config.d_width * min(MAX_MULTIPLIER, image_size // BASE_RESOLUTION)
     x = block(x, filters, f"keep{BASE_RESOLUTION}", downsample=False)
     features = GlobalSumPooling(name="sum_pool")(keras.layers.ReLU()(x))  # (B, C)

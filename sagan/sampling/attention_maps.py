@@ -21,7 +21,7 @@ import numpy as np
 
 from sagan.files import atomic_path
 from sagan.model.conditioning import model_inputs
-from sagan.model.layers import SelfAttention
+from sagan.model.layers import Pack, SelfAttention
 from sagan.sampling.grids import to_uint8, upsample_nearest
 
 SNAPSHOT_PATTERN = re.compile(r"step_(\d+)\.npz")
@@ -68,6 +68,13 @@ def query_maps(maps: np.ndarray, points: list[tuple[float, float]]) -> np.ndarra
     return maps[:, rows, :].reshape(maps.shape[0], len(rows), keys_side, keys_side)
 
 
+def _for_packs(discriminator: keras.Model, images):
+    """``images`` as D takes them: a packed D (``model.pack``) judges m images at once, so it
+    is shown m copies of each and its maps are those of that face."""
+    packs = [layer.size for layer in discriminator.layers if isinstance(layer, Pack)]
+    return np.repeat(np.asarray(images), packs[0], axis=0) if packs else images
+
+
 def generated_maps(
     generator: keras.Model,
     discriminator: keras.Model,
@@ -82,7 +89,7 @@ def generated_maps(
     """
     g_inputs = model_inputs(z, attributes)
     images = generator(g_inputs, training=False)
-    d_inputs = model_inputs(images, attributes)
+    d_inputs = model_inputs(_for_packs(discriminator, images), attributes)
     maps = {f"g_{name}": m for name, m in attention_maps(generator, g_inputs).items()}
     maps |= {f"d_{name}": m for name, m in attention_maps(discriminator, d_inputs).items()}
     return np.asarray(images), maps

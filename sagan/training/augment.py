@@ -10,6 +10,9 @@ is not pushed to draw the augmentations. Each transform draws independently per 
 - ``translation``: a shift by up to ⅛ of the side in each axis, zeros shifted in.
 - ``cutout``: a square of half the side, centred anywhere in the image, set to zero.
 
+Consistency regularisation (``train.consistency_weight``) takes its T from here too:
+:func:`consistency_transform`, a left-right flip and a translation.
+
 Randomness is stateless: a seed gives the same transforms on every run and resume.
 """
 
@@ -67,8 +70,17 @@ def cutout(images: tf.Tensor, draws: tf.Tensor) -> tf.Tensor:
     return images * tf.cast(~hole, images.dtype)[..., tf.newaxis]
 
 
-# Each transform with the number of uniform draws it takes per image.
+def flip(images: tf.Tensor, draws: tf.Tensor) -> tf.Tensor:
+    """A left-right mirror image where ``draws`` (B, 1) in [0, 1) is below ½."""
+    flipped = tf.reshape(draws[:, 0] < 0.5, (-1, 1, 1, 1))
+    return tf.where(flipped, tf.reverse(images, axis=[2]), images)
+
+
+# Each transform with the number of uniform draws it takes per image: DiffAugment's, in the
+# order they apply, then the flip that consistency regularisation adds.
 _TRANSFORMS = {"color": (color, 3), "translation": (translation, 2), "cutout": (cutout, 2)}
+_ALL_TRANSFORMS = _TRANSFORMS | {"flip": (flip, 1)}
+CONSISTENCY = ("flip", "translation")  # T of consistency regularisation (Zhang et al. 2020)
 
 
 def augment(
@@ -84,7 +96,13 @@ def augment(
     batch = tf.shape(images)[0]
     seeds = tf.random.experimental.stateless_split(seed, len(transforms))
     for index, name in enumerate(transforms):
-        function, width = _TRANSFORMS[name]
+        function, width = _ALL_TRANSFORMS[name]
         draws = tf.random.stateless_uniform((total, width), seeds[index])
         images = function(images, draws[start : start + batch])
     return images
+
+
+def consistency_transform(images: tf.Tensor, seed: tf.Tensor, rows: tuple[int, int]) -> tf.Tensor:
+    """T(x) of consistency regularisation: a random mirror image, then a random shift (by up to
+    ⅛ of the side, as DiffAugment's translation). ``rows`` as in :func:`augment`."""
+    return augment(images, CONSISTENCY, seed, rows)

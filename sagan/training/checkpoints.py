@@ -45,8 +45,18 @@ _BUDGET_KEYS = frozenset(
 # runs keep the fingerprints (and checkpoint folders) they had before conditioning existed.
 _CONDITIONAL_KEYS = frozenset({"conditional", "condition_on"})
 # Keys added later, left out while off so that older runs keep their fingerprints.
-_OFF_MODEL_VALUES = {"discriminator_scales": (1,), "architecture": "reference"}
-_OFF_VALUES = {"augment": None, "perceptual_weight": 0.0, "progressive": None}
+_OFF_MODEL_VALUES = {
+    "discriminator_scales": (1,),
+    "architecture": "reference",
+    "minibatch_stddev": None,
+    "pack": 1,
+}
+_OFF_VALUES = {
+    "augment": None,
+    "perceptual_weight": 0.0,
+    "progressive": None,
+    "consistency_weight": 0.0,
+}
 # Train keys that only matter while the key they belong to is on (not at its _OFF_VALUES).
 _DEPENDENT_KEYS = {
     "perceptual_weight": ("perceptual_layers", "perceptual_weights"),

@@ -1,4 +1,5 @@
-"""Adversarial losses: hinge (the reference's), non-saturating BCE and Wasserstein (+ GP).
+"""Adversarial losses: hinge (the reference's), non-saturating BCE and Wasserstein (+ GP),
+and consistency regularisation.
 
 Each loss is a pair of pure functions of the discriminator's logits; ``get_losses`` picks a
 pair by the ``train.loss`` name. Every loss is a mean over all logits, so the losses of a
@@ -47,17 +48,26 @@ def wasserstein_g_loss(fake_logits: tf.Tensor) -> tf.Tensor:
     return -tf.reduce_mean(fake_logits)
 
 
+def consistency_loss(logits: tf.Tensor, transformed_logits: tf.Tensor) -> tf.Tensor:
+    """Consistency regularisation (Zhang et al. 2020, eq. 2): E‖D(x) − D(T(x))‖², on logits."""
+    return tf.reduce_mean(tf.square(logits - transformed_logits))
+
+
 def gradient_penalty(
     discriminator: Callable[..., tf.Tensor],
     real_images: tf.Tensor,
     fake_images: tf.Tensor,
     alpha: tf.Tensor,
+    pack: int = 1,
 ) -> tf.Tensor:
     """WGAN-GP (Gulrajani et al. 2017, eq. 3): E[(‖∇D(x̂)‖₂ − 1)²] with x̂ = α·x + (1 − α)·G(z).
 
     ``alpha`` has shape (B, 1, 1, 1) and is drawn from U[0, 1] by the caller, so the random
     source stays the training loop's seeded generator. A multi-scale D's logits (B, scales)
-    are penalized one scale at a time and averaged, as its adversarial losses are.
+    are penalized one scale at a time and averaged, as its adversarial losses are. A D that
+    packs ``pack`` consecutive images into one input gives one logit per pack: the norm is
+    that of its gradient with respect to all of the pack's images (the caller gives the
+    images of a pack one α).
     """
     mixed = alpha * real_images + (1.0 - alpha) * fake_images
     with tf.GradientTape(persistent=True) as tape:
@@ -67,7 +77,9 @@ def gradient_penalty(
     penalties = []
     for scale_logits in per_scale:
         gradients = tape.gradient(scale_logits, mixed)
-        norms = tf.sqrt(tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3]) + 1e-12)
+        squares = tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3])  # (B,)
+        squares = tf.reduce_sum(tf.reshape(squares, (-1, pack)), axis=1)  # (B / pack,)
+        norms = tf.sqrt(squares + 1e-12)
         penalties.append(tf.reduce_mean(tf.square(norms - 1.0)))
     return tf.add_n(penalties) / len(penalties)
 

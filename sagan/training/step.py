@@ -29,6 +29,13 @@ replica draws the global batch's noise and keeps its own slice).
 (:mod:`sagan.training.augment`), drawn per image from a stream of its own; G's gradient
 runs back through the transforms. The gradient penalty's interpolates are not augmented.
 
+Against dropped modes: ``train.consistency_weight`` λ_cr adds λ_cr·E‖D(x) − D(T(x))‖² to
+L_D (Zhang et al. 2020), T a random flip and shift of the real half as D saw it; D must
+judge a face and its mirror image alike, not by where things sit. ``model.minibatch_stddev``
+and ``model.pack`` are D layers (:mod:`sagan.model.layers`): the step only keeps packs and
+groups within each replica's slice, draws one gradient-penalty α per pack, and gives the
+images of a pack their logit's ratio in the shared backward pass.
+
 The EMA generator (``train.ema_decay``) averages G's weights after ``train.ema_start``
 updates. Its BatchNorm statistics are refitted to its own weights whenever it samples
 (:func:`~sagan.model.batchnorm.refit_batch_norm` on the fixed noise of
@@ -59,6 +66,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -70,9 +78,14 @@ from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.model.networks import build_discriminator, build_generator
 from sagan.model.progressive import Growing, grow_discriminator, grow_generator
 from sagan.precision import resolve_precision
-from sagan.training.augment import augment
+from sagan.training.augment import augment, consistency_transform
 from sagan.training.growth import GrowthSchedule
-from sagan.training.losses import get_losses, gradient_penalty, per_scale_losses
+from sagan.training.losses import (
+    consistency_loss,
+    get_losses,
+    gradient_penalty,
+    per_scale_losses,
+)
 from sagan.training.perceptual import (
     feature_network,
     perceptual_loss,
@@ -90,6 +103,14 @@ MAX_CONDITIONAL_CRITICS = _FIRST_ATTRIBUTE_PURPOSE // 3
 # enough that D's gradient cannot tell, large enough that the images' gradients stay normal
 # numbers in float32 and bfloat16 (both reach 1e-38).
 _COTANGENT_FLOOR = 2.0**-32
+
+
+class Logits(NamedTuple):
+    """D's logits on one step's halves."""
+
+    real: tf.Tensor
+    fake: tf.Tensor
+    transformed: tf.Tensor | None  # on the real half flipped and shifted (consistency reg.)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -145,9 +166,22 @@ class GANTrainer:
                 f"{replicas} replicas of the {type(self.strategy).__name__}"
             )
         self.replica_batch_size = config.batch_size // replicas
+        self.pack = model_config.pack
+        group = model_config.minibatch_stddev or 1
+        if self.replica_batch_size % (self.pack * group):
+            raise ValueError(
+                f"model.pack ({self.pack}) × model.minibatch_stddev ({group}) must divide each "
+                f"replica's batch ({self.replica_batch_size} of train.batch_size "
+                f"{config.batch_size}): a pack or a group must not straddle two replicas"
+            )
         if conditioning is not None and config.n_critic > MAX_CONDITIONAL_CRITICS:
             raise ValueError(
                 f"train.n_critic is {config.n_critic}; a conditional model allows at most "
+                f"{MAX_CONDITIONAL_CRITICS} (each step's random draws must not overlap)"
+            )
+        if config.consistency_weight > 0 and config.n_critic > MAX_CONDITIONAL_CRITICS:
+            raise ValueError(
+                f"train.n_critic is {config.n_critic}; train.consistency_weight allows at most "
                 f"{MAX_CONDITIONAL_CRITICS} (each step's random draws must not overlap)"
             )
         attribute_dim = None if conditioning is None else conditioning.dim
@@ -174,10 +208,14 @@ class GANTrainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self._refitted_at_step = None  # the step of the EMA generator's last standing statistics
         # The gradient penalty makes L_D depend on the fake images outside their logits,
-        # float16 would flush the floor's tiny image gradients to zero, and a multi-scale D
-        # gives each image one logit per scale, whose cotangents no single ratio maps.
+        # float16 would flush the floor's tiny image gradients to zero, a multi-scale D
+        # gives each image one logit per scale, whose cotangents no single ratio maps, and
+        # the minibatch stddev makes each logit depend on the other images of its group.
         self.shares_backward = (
-            config.gp_weight == 0 and self.precision != "mixed_float16" and len(self.scales) == 1
+            config.gp_weight == 0
+            and self.precision != "mixed_float16"
+            and len(self.scales) == 1
+            and model_config.minibatch_stddev is None
         )
         self.stage = None
         if self.growth is None:
@@ -277,15 +315,28 @@ class GANTrainer:
         draw = self.step * _DRAWS_PER_STEP + purpose
         return tf.stack([tf.constant(self.config.seed, tf.int64), draw])
 
+    def _transform_seed(self, purpose: int) -> tf.Tensor:
+        """Seeds of image transforms: negative draw numbers, a stream apart from the noise
+        and attributes of every step."""
+        return tf.stack([tf.constant(self.config.seed, tf.int64), -1 - self._seed(purpose)[1]])
+
+    def _replica_rows(self) -> tuple[tf.Tensor, int]:
+        """(first row, global batch): where this replica's images sit in the global batch."""
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return replica * self.replica_batch_size, self.config.batch_size
+
     def _augment(self, images: tf.Tensor, purpose: int) -> tf.Tensor:
         """DiffAugment of this replica's images; a no-op unless ``train.augment`` is set."""
         if not self.config.augment:
             return images
-        # Negative draw numbers: a stream apart from the noise and attributes of every step.
-        seed = tf.stack([tf.constant(self.config.seed, tf.int64), -1 - self._seed(purpose)[1]])
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        rows = (replica * self.replica_batch_size, self.config.batch_size)
-        return augment(images, self.config.augment, seed, rows)
+        rows = self._replica_rows()
+        return augment(images, self.config.augment, self._transform_seed(purpose), rows)
+
+    def _consistency_transform(self, images: tf.Tensor, draw: int) -> tf.Tensor:
+        """T(x) of consistency regularisation, for draw ``draw`` of the step (purposes counted
+        down from the top, clear of DiffAugment's, which count up)."""
+        seed = self._transform_seed(_DRAWS_PER_STEP - 1 - draw)
+        return consistency_transform(images, seed, self._replica_rows())
 
     def _replica_slice(self, values: tf.Tensor) -> tf.Tensor:
         """This replica's rows of a global-batch tensor."""
@@ -345,32 +396,43 @@ class GANTrainer:
 
     def _logits(
         self, real_images, real_attributes, fake_images, fake_attributes, draw: int
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """D's logits on the real and the fake half (augmented with draw ``draw`` of the step)."""
+    ) -> Logits:
+        """D's logits on the real and the fake half (augmented with draw ``draw`` of the step)
+        and, with consistency regularisation, on the real half flipped and shifted."""
         # In D, `training` only drives the spectral norms' power iteration (D has no
-        # BatchNorm): the fake call refines u once and the real call reuses it, so both
-        # halves see the same σ. Two calls rather than one on [real; fake] let G's gradient
-        # run back through the fake half alone.
+        # BatchNorm): the fake call refines u once and the real calls reuse it, so every
+        # half sees the same σ. Separate calls rather than one on [real; fake] let G's
+        # gradient run back through the fake half alone.
         fake_images = self._augment(fake_images, 2 * draw + 1)
         fake_logits = self._discriminate(fake_images, fake_attributes, training=True)
         real_images = self._augment(real_images, 2 * draw)
         real_logits = self._discriminate(real_images, real_attributes, training=False)
-        return real_logits, fake_logits
+        transformed_logits = None
+        if self.config.consistency_weight > 0:
+            transformed = self._consistency_transform(real_images, draw)
+            transformed_logits = self._discriminate(transformed, real_attributes, training=False)
+        return Logits(real_logits, fake_logits, transformed_logits)
+
+    def _adversarial_d_loss(self, logits: Logits) -> tf.Tensor:
+        """L_D [+ λ_cr·‖D(x) − D(T(x))‖²]: the terms of D's loss that its logits give."""
+        loss = self.losses.discriminator(logits.real, logits.fake)
+        if logits.transformed is not None:
+            consistency = consistency_loss(logits.real, logits.transformed)
+            loss += self.config.consistency_weight * consistency
+        return loss
 
     def _d_loss(
         self, real_images, real_attributes, fake_images, fake_attributes, alpha, draw: int
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """L_D [+ λ·GP], and D's logits on the real and the fake half."""
-        real_logits, fake_logits = self._logits(
-            real_images, real_attributes, fake_images, fake_attributes, draw
-        )
-        loss = self.losses.discriminator(real_logits, fake_logits)
+    ) -> tuple[tf.Tensor, Logits]:
+        """L_D [+ λ_cr·CR] [+ λ·GP], and D's logits."""
+        logits = self._logits(real_images, real_attributes, fake_images, fake_attributes, draw)
+        loss = self._adversarial_d_loss(logits)
         if self.config.gp_weight > 0:
             # The interpolates carry the real attributes, as in StudioGAN's penalty.
             critic = functools.partial(self._discriminate, attributes=real_attributes)
-            penalty = gradient_penalty(critic, real_images, fake_images, alpha)
+            penalty = gradient_penalty(critic, real_images, fake_images, alpha, self.pack)
             loss += self.config.gp_weight * penalty
-        return loss, real_logits, fake_logits
+        return loss, logits
 
     def _scaled(self, optimizer, loss: tf.Tensor) -> tf.Tensor:
         """This replica's share of the global mean loss, times the float16 loss scale.
@@ -386,18 +448,13 @@ class GANTrainer:
     def _d_update(self, real_images, real_attributes, z, fake_attributes, alpha, draw) -> dict:
         fake_images = self._generate(z, fake_attributes)  # outside the tape: no G backward
         with tf.GradientTape() as tape:
-            d_loss, real_logits, fake_logits = self._d_loss(
+            d_loss, logits = self._d_loss(
                 real_images, real_attributes, fake_images, fake_attributes, alpha, draw
             )
             d_scaled = self._scaled(self.d_optimizer, d_loss)
         d_variables = self.discriminator.trainable_variables
         self._apply(self.d_optimizer, tape.gradient(d_scaled, d_variables), self.discriminator)
-        return self._means(
-            d_loss=d_loss,
-            d_real=real_logits,
-            d_fake=fake_logits,
-            **self._scale_losses(real_logits, fake_logits),
-        )
+        return self._means(d_loss=d_loss, **self._logit_terms(logits))
 
     def _joint_update(self, real_images, real_attributes, z, fake_attributes, alpha, draw) -> dict:
         """D and G updates from one forward pass; G's gradient sees D before its update."""
@@ -413,31 +470,25 @@ class GANTrainer:
         """D's and G's gradients from one tape each: two backward passes through D's fake half."""
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
             fake_images = self._generate(z, fake_attributes)
-            d_loss, real_logits, fake_logits = self._d_loss(
+            d_loss, logits = self._d_loss(
                 real_images, real_attributes, fake_images, fake_attributes, alpha, draw
             )
-            g_loss = self.losses.generator(fake_logits)
+            g_loss = self.losses.generator(logits.fake)
             extra = self._perceptual_terms(real_images, fake_images)
             d_scaled = self._scaled(self.d_optimizer, d_loss)
             g_scaled = self._scaled(self.g_optimizer, g_loss + self._weighted(extra))
         d_gradients = d_tape.gradient(d_scaled, self.discriminator.trainable_variables)
         g_gradients = g_tape.gradient(g_scaled, self.generator.trainable_variables)
-        metrics = self._means(
-            d_loss=d_loss,
-            d_real=real_logits,
-            d_fake=fake_logits,
-            g_loss=g_loss,
-            **self._scale_losses(real_logits, fake_logits),
-            **extra,
-        )
+        metrics = self._means(d_loss=d_loss, g_loss=g_loss, **self._logit_terms(logits), **extra)
         return d_gradients, g_gradients, metrics
 
     def _shared_backward(self, real_images, real_attributes, z, fake_attributes, alpha, draw):
         """D's and G's gradients from one backward pass through D.
 
         Each fake image's logit receives a cotangent u_D from L_D and u_G from L_G. D treats
-        images independently (no BatchNorm), and backpropagation is linear in the cotangent,
-        so the gradient an image gets for G is its gradient under u_D times u_G / u_D. The
+        images independently (no BatchNorm; a packed D, each pack, whose images share their
+        logit's ratio), and backpropagation is linear in the cotangent, so the gradient an
+        image gets for G is its gradient under u_D times u_G / u_D. The
         pass sends u_D, which gives D's weight gradient, and rescales each image's gradient
         for G. Where u_D is 0 (hinge: D already rejects that fake by the margin), the pass
         sends u_G × 2⁻³², a relative change to D's gradient far below float32's rounding.
@@ -447,27 +498,27 @@ class GANTrainer:
         del alpha  # no gradient penalty here (see shares_backward)
         with tf.GradientTape(persistent=True) as tape:
             fake_images = self._generate(z, fake_attributes)
-            real_logits, fake_logits = self._logits(
-                real_images, real_attributes, fake_images, fake_attributes, draw
-            )
+            logits = self._logits(real_images, real_attributes, fake_images, fake_attributes, draw)
             extra = self._perceptual_terms(real_images, fake_images)
             perceptual_scaled = self._scaled(self.g_optimizer, self._weighted(extra))
+        outputs = [logit for logit in logits if logit is not None]
         with tf.GradientTape(persistent=True) as loss_tape:
-            loss_tape.watch([real_logits, fake_logits])
-            d_loss = self.losses.discriminator(real_logits, fake_logits)
-            g_loss = self.losses.generator(fake_logits)
+            loss_tape.watch(outputs)
+            d_loss = self._adversarial_d_loss(logits)
+            g_loss = self.losses.generator(logits.fake)
             d_scaled = self._scaled(self.d_optimizer, d_loss)
             g_scaled = self._scaled(self.g_optimizer, g_loss)
-        u_real, u_fake = loss_tape.gradient(d_scaled, [real_logits, fake_logits])
-        u_generator = loss_tape.gradient(g_scaled, fake_logits)
+        u_real, u_fake, *u_transformed = loss_tape.gradient(d_scaled, outputs)
+        u_generator = loss_tape.gradient(g_scaled, logits.fake)
         floor = _COTANGENT_FLOOR * u_generator
         sent = tf.where(tf.abs(u_fake) >= tf.abs(floor), u_fake, floor)
         *d_gradients, image_gradients = tape.gradient(
-            [real_logits, fake_logits],
+            outputs,
             [*self.discriminator.trainable_variables, fake_images],
-            output_gradients=[u_real, sent],
+            output_gradients=[u_real, sent, *u_transformed],
         )
-        per_image = tf.reshape(tf.math.divide_no_nan(u_generator, sent), (-1, 1, 1, 1))
+        per_logit = tf.math.divide_no_nan(u_generator, sent)
+        per_image = tf.reshape(tf.repeat(per_logit, self.pack, axis=0), (-1, 1, 1, 1))
         image_gradients *= tf.cast(per_image, image_gradients.dtype)
         if extra:
             image_gradients += tf.cast(
@@ -476,9 +527,7 @@ class GANTrainer:
         g_gradients = tape.gradient(
             fake_images, self.generator.trainable_variables, output_gradients=image_gradients
         )
-        metrics = self._means(
-            d_loss=d_loss, d_real=real_logits, d_fake=fake_logits, g_loss=g_loss, **extra
-        )
+        metrics = self._means(d_loss=d_loss, g_loss=g_loss, **self._logit_terms(logits), **extra)
         return d_gradients, g_gradients, metrics
 
     def _g_update(self, real_images, z: tf.Tensor, attributes: tf.Tensor | None) -> dict:
@@ -495,12 +544,17 @@ class GANTrainer:
 
     # -- the multi-scale D's and the perceptual loss's terms ------------------------------
 
-    def _scale_losses(self, real_logits, fake_logits) -> dict[str, tf.Tensor]:
-        """L_D of each scale's D, ``d_loss_scale<factor>``; none for a single D."""
-        if len(self.scales) == 1:
-            return {}
-        losses = per_scale_losses(self.losses.discriminator, real_logits, fake_logits)
-        return {f"d_loss_scale{f}": loss for f, loss in zip(self.scales, losses, strict=True)}
+    def _logit_terms(self, logits: Logits) -> dict[str, tf.Tensor]:
+        """What the logits tell about D: ``d_real``, ``d_fake``, L_D of each scale's D
+        (``d_loss_scale<factor>``, for a multi-scale D) and ‖D(x) − D(T(x))‖²
+        (``consistency_loss``, with consistency regularisation)."""
+        terms = {"d_real": logits.real, "d_fake": logits.fake}
+        if len(self.scales) > 1:
+            losses = per_scale_losses(self.losses.discriminator, logits.real, logits.fake)
+            terms |= {f"d_loss_scale{f}": loss for f, loss in zip(self.scales, losses, strict=True)}
+        if logits.transformed is not None:
+            terms["consistency_loss"] = consistency_loss(logits.real, logits.transformed)
+        return terms
 
     def _perceptual_terms(self, real_images, fake_images) -> dict[str, tf.Tensor]:
         """``{"perceptual_loss": P}`` of this step's global batch; empty when it is off.
@@ -535,10 +589,10 @@ class GANTrainer:
     def _replica_d_step(self, real_batch, critic: int, joint: bool) -> dict:
         real_images, real_attributes = self._real(real_batch)
         z = self._noise(2 * critic)
-        alpha_shape = (self.config.batch_size, 1, 1, 1)
-        alpha = self._replica_slice(
-            tf.random.stateless_uniform(alpha_shape, self._seed(2 * critic + 1))
-        )
+        # One α per logit: the images of a pack are mixed alike.
+        alpha_shape = (self.config.batch_size // self.pack, 1, 1, 1)
+        alpha = tf.random.stateless_uniform(alpha_shape, self._seed(2 * critic + 1))
+        alpha = self._replica_slice(tf.repeat(alpha, self.pack, axis=0))
         update = self._joint_update if joint else self._d_update
         fake_attributes = self._fake_attributes(critic)
         return update(real_images, real_attributes, z, fake_attributes, alpha, critic)
