@@ -14,18 +14,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks.quality_curve import SHOWN
-from sagan.files import read_csv_rows
+from benchmarks.quality_curve import SHOWN, numeric_rows
 
 
 def curve(path: Path) -> dict[int, dict[str, float]]:
-    """A quality CSV's rows keyed by step (a score a row lacks, such as the minutes of a
-    row scored afterwards, is left out of it)."""
-    rows = [
-        {key: float(value) for key, value in row.items() if value != ""}
-        for row in read_csv_rows(path)
-    ]
-    return {int(row["step"]): row for row in rows}
+    """A quality CSV's rows keyed by step."""
+    return {int(row["step"]): row for row in numeric_rows(path)}
 
 
 def main() -> None:

@@ -89,6 +89,15 @@ def score_checkpoints(folder: Path, every: int, done: set[int]) -> list[dict[str
     return rows
 
 
+def numeric_rows(path: Path) -> list[dict[str, float]]:
+    """A quality CSV's rows as numbers; a score a row lacks (empty: the minutes of a row
+    scored afterwards beside rows logged in training) is left out of it."""
+    return [
+        {key: float(value) for key, value in row.items() if value != ""}
+        for row in read_csv_rows(path)
+    ]
+
+
 def _step(row: dict[str, float]) -> float:
     return row["step"]
 
@@ -202,11 +211,7 @@ def main() -> None:
         help="quiet train-step speed: adds training minutes to the rows",
     )
     args = parser.parse_args()
-    kept = (
-        [{k: float(v) for k, v in row.items()} for row in read_csv_rows(args.csv)]
-        if args.csv
-        else []
-    )
+    kept = numeric_rows(args.csv) if args.csv else []
     done = {int(row["step"]) for row in kept}
     rows = sorted(kept + score_checkpoints(args.checkpoints, args.every, done), key=_step)
     minutes = None

@@ -121,12 +121,10 @@ class Evaluations:
     def __init__(
         self, scorer: Scorer, checkpoints: Checkpoints, curve: QualityCurve, tracker: Tracker
     ) -> None:
-        self.scorer, self.checkpoints, self.curve, self.tracker = (
-            scorer,
-            checkpoints,
-            curve,
-            tracker,
-        )
+        self.scorer = scorer
+        self.checkpoints = checkpoints
+        self.curve = curve
+        self.tracker = tracker
 
     def run(self, step: int, generator: keras.Model, seconds_per_step: float | None) -> None:
         """Score ``generator`` (the state of ``step``, already checkpointed) and record it."""
