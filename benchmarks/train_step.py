@@ -159,7 +159,8 @@ def main() -> None:
     args = parser.parse_args()
     strategy = make_strategy(args.strategy)
 
-    model, size = ModelConfig(), args.image_size
+    # The paper's D (one image at a time); params.yaml's default packs two (the pack=2 lines)
+    model, size = ModelConfig(pack=1), args.image_size
     g_flops = forward_flops(build_generator(model, size), (model.latent_dim,))
     d_flops = forward_flops(build_discriminator(model, size), (size, size, 3))
     flops = step_flops(g_flops, d_flops, args.batch)
@@ -181,6 +182,7 @@ def main() -> None:
         "sagan jit_compile": {"jit_compile": True},
         "sagan update=alternating": {"update": "alternating"},
         "sagan mixed_bfloat16": bf16,
+        "sagan mixed_bfloat16 jit_compile": {**bf16, "jit_compile": True},
         # the recipe study's n_critic lever: its updates per minute against the line above
         "sagan mixed_bfloat16 n_critic=2": {**bf16, "n_critic": 2},
         # issue 16's extensions, against the same line
@@ -199,6 +201,12 @@ def main() -> None:
     }
     for name, lever in levers.items():
         ours_only[f"sagan mixed_bfloat16 {name}"] = {**bf16, **lever}
+    # issue 31: XLA on the default recipe (packing), against the line above
+    ours_only["sagan mixed_bfloat16 pack=2 jit_compile"] = {
+        **bf16,
+        **levers["pack=2"],
+        "jit_compile": True,
+    }
     # issue 17: each stage of progressive growing, at an update inside it
     growth = GrowthSchedule((16, 32, 64), (400, 400), 200)
     for update in (1, 401, 601, 801, 1001) if size == 64 else ():
@@ -220,8 +228,9 @@ def main() -> None:
     for name, options in ours_only.items():
         if args.only and name not in args.only:
             continue
-        # float32 unless the variant says otherwise (params.yaml's default is bfloat16)
-        options = {"mixed_precision": "none", **options}
+        # float32 without XLA unless the variant says otherwise (params.yaml's defaults are
+        # auto: bfloat16 and no XLA on a CPU with bfloat16 units, float32 with XLA elsewhere)
+        options = {"mixed_precision": "none", "jit_compile": False, **options}
         variant_model = dataclasses.replace(model, **options.pop("model", {}))
         update = options.pop("at_update", 1)
         config = TrainConfig(batch_size=args.batch, **options)

@@ -38,6 +38,8 @@ VGG19_LAYERS = tuple(
     for block, convs in enumerate((2, 2, 4, 4, 4), start=1)
     for name in (*(f"block{block}_conv{i}" for i in range(1, convs + 1)), f"block{block}_pool")
 )
+# The layers before VGG19's first max-pool, whose gradient XLA computes deterministically.
+VGG19_BLOCK1 = ("block1_conv1", "block1_conv2")
 # What train.keep_best can choose the best checkpoint by, and whether lower is better: the
 # scores of sagan.evaluation (metrics.py, attribute_coverage.py) on the validation split.
 QUALITY_METRICS = {
@@ -107,13 +109,13 @@ class ModelConfig:
     condition_on: tuple[str, ...] | None = None
     discriminator_scales: tuple[int, ...] = field(default=(1,), metadata={"power_of_two": True})
     minibatch_stddev: int | None = _positive(None)
-    pack: int = _positive(1)
+    pack: int = _positive(2)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = _positive(64)
-    steps: int = _positive(1500)
+    steps: int = _positive(3000)
     epochs: float | None = _positive(None)
     n_critic: int = _positive(1)
     update: str = _choice("simultaneous", "simultaneous", "alternating")
@@ -139,7 +141,7 @@ class TrainConfig:
     strategy: str = _choice("auto", "auto", "default", "mirrored", "multi_worker")
     worker_wait: float = _positive(120.0)
     mixed_precision: str = _choice("auto", "auto", "none", "mixed_float16", "mixed_bfloat16")
-    jit_compile: bool = False
+    jit_compile: bool | str = field(default="auto", metadata={"choices": ("auto", True, False)})
     deterministic: bool = True
     seed: int = field(default=0, metadata={"min": 0})
     checkpoint_every: int = _positive(100)
@@ -303,12 +305,12 @@ def _check_combinations(config: Config) -> None:
             f"train.augment ({list(train.augment)}) must list each transform once, in the "
             f"order {', '.join(AUGMENTATIONS)} (the order they apply in)"
         )
-    beyond_block1 = set(train.perceptual_layers) - {"block1_conv1", "block1_conv2"}
-    if train.perceptual_weight > 0 and train.jit_compile and train.deterministic and beyond_block1:
+    if train.jit_compile is True and xla_cannot_be_deterministic(train):
+        past_block1 = sorted(set(train.perceptual_layers) - set(VGG19_BLOCK1))
         raise ConfigError(
             "train.perceptual_weight > 0 with train.jit_compile and train.deterministic: XLA "
             "has no deterministic gradient of VGG19's max-pools (needed for "
-            f"{sorted(beyond_block1)[0]}); set jit_compile or deterministic to false"
+            f"{past_block1[0]}); set jit_compile (or deterministic) to false, or to auto"
         )
     if train.progressive is not None:
         _check_progressive(config)
@@ -509,6 +511,13 @@ def _check_conditioned(
         )
 
 
+def xla_cannot_be_deterministic(train: TrainConfig) -> bool:
+    """Whether this training needs a deterministic gradient XLA does not have: that of VGG19's
+    max-pools, under the perceptual loss past its first block."""
+    past_block1 = set(train.perceptual_layers) - set(VGG19_BLOCK1)
+    return train.perceptual_weight > 0 and train.deterministic and bool(past_block1)
+
+
 def _build(cls: type, raw: Any, prefix: str, require_all: bool = False) -> Any:
     where = prefix.rstrip(".") or "params"
     if not isinstance(raw, dict):
@@ -541,6 +550,10 @@ def _check(key: str, value: Any, hint: Any, rules: typing.Mapping[str, Any]) -> 
         if value is None:
             return None
         (hint,) = [arg for arg in args if arg is not type(None)]
+    elif isinstance(hint, types.UnionType):  # a switch with a word for its third setting
+        if type(value) not in args:
+            raise ConfigError(f"{key} must be one of {_options(rules)}, got {_show(value)}")
+        hint = type(value)
     if typing.get_origin(hint) is dict:
         if not isinstance(value, dict) or not value:
             raise ConfigError(f"{key} must be a non-empty mapping, got {_show(value)}")
@@ -594,8 +607,7 @@ def _check_type(key: str, value: Any, hint: Any, rules: typing.Mapping[str, Any]
 
 def _check_range(key: str, value: Any, rules: typing.Mapping[str, Any]) -> None:
     if "choices" in rules and value not in rules["choices"]:
-        options = ", ".join(str(choice) for choice in rules["choices"])
-        raise ConfigError(f"{key} must be one of {options}, got {_show(value)}")
+        raise ConfigError(f"{key} must be one of {_options(rules)}, got {_show(value)}")
     if rules.get("positive") and value <= 0:
         kind = "a positive integer" if isinstance(value, int) else "a positive number"
         raise ConfigError(f"{key} must be {kind}, got {_show(value)}")
@@ -609,6 +621,14 @@ def _check_range(key: str, value: Any, rules: typing.Mapping[str, Any]) -> None:
         )
     if rules.get("power_of_two") and (value < 1 or value & (value - 1)):
         raise ConfigError(f"{key} must be a power of two, got {_show(value)}")
+
+
+def _options(rules: typing.Mapping[str, Any]) -> str:
+    """The choices as params.yaml spells them (true, not True)."""
+    choices = rules["choices"]
+    return ", ".join(
+        str(choice).lower() if isinstance(choice, bool) else str(choice) for choice in choices
+    )
 
 
 def _show(value: Any) -> str:

@@ -22,7 +22,7 @@ from sagan.config import ConfigError, check_progressive_budget, load_config
 from sagan.data.errors import DataError
 from sagan.data.pipeline import make_dataset
 from sagan.evaluation.validation import validation_scorer
-from sagan.precision import resolve_precision
+from sagan.hardware import resolve_jit_compile, resolve_precision
 from sagan.sampling.served import log_generator
 from sagan.stage import Stage
 from sagan.tracking import NullTracker, TrackingError, write_run_file
@@ -68,6 +68,7 @@ def main() -> int:
     ) as stage:
         config = load_config()
         logger.info("precision: %s", resolve_precision(config.train.mixed_precision).reason)
+        logger.info("XLA: %s", resolve_jit_compile(config.train).reason)
         manifest = prepared_manifest(config, paths.PREPARED_DIR)
         conditioning = training_conditioning(config, manifest, paths.PREPARED_DIR)
         if config.train.progressive is not None:  # train.epochs' budget is known only now

@@ -150,7 +150,7 @@ def test_the_stage_figures_cover_every_layer_and_query(networks, tmp_path):
 
 def test_conditional_networks_get_their_attributes_in_maps_and_snapshots(tmp_path):
     conditioning = conditioning_from_labels(None, ("glasses",), (2,), np.array([[0], [1]]))
-    conditional = ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True)
+    conditional = ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True, pack=1)
     keras.utils.set_random_seed(0)
     generator = build_generator(conditional, 32, conditioning.dim)
     discriminator = build_discriminator(conditional, 32, conditioning.dim)

@@ -12,7 +12,7 @@ from sagan.model.conditioning import conditioning_from_labels, read_conditioning
 from sagan.model.layers import ConditionalBatchNormalization, Projection
 from sagan.model.networks import build_discriminator, build_generator
 
-CONFIG = ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True)
+CONFIG = ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True, pack=1)
 NAMES = ("hair", "glasses", "smile")
 CLASSES = (3, 2, 2)
 # 10 training images: (hair, glasses, smile) rows, (1, 0, 1) five times

@@ -72,6 +72,13 @@ def test_a_typo_names_the_key_and_lists_the_valid_ones():
         ("model", "attention", "yes", "model.attention must be true or false, got 'yes'"),
         (
             "train",
+            "jit_compile",
+            "yes",
+            "train.jit_compile must be one of auto, true, false, got 'yes'",
+        ),
+        ("train", "jit_compile", 1, "train.jit_compile must be one of auto, true, false, got 1"),
+        (
+            "train",
             "perceptual_layers",
             ["block1_conv2", "fc1"],
             r"train.perceptual_layers\[1\] must be one of block1_conv1, .*, got 'fc1'",
@@ -186,19 +193,25 @@ def test_flatten_names_every_key():
             "evaluate.intra_fid_attribute .* model.conditional is false",
         ),
         (
-            {"model": {"conditional": True, "condition_on": ["hair", "glasses", "hair"]}},
+            {
+                "model": {
+                    "conditional": True,
+                    "pack": 1,
+                    "condition_on": ["hair", "glasses", "hair"],
+                }
+            },
             "model.condition_on .* names 'hair' twice",
         ),
         (
             {
-                "model": {"conditional": True, "condition_on": ["hair"]},
+                "model": {"conditional": True, "pack": 1, "condition_on": ["hair"]},
                 "generate": {"attributes": {"glasses": 1}},
             },
             r"generate.attributes names 'glasses', which model.condition_on \(\['hair'\]\)",
         ),
         (
             {
-                "model": {"conditional": True, "condition_on": ["hair"]},
+                "model": {"conditional": True, "pack": 1, "condition_on": ["hair"]},
                 "evaluate": {"intra_fid_attribute": "smile"},
             },
             r"evaluate.intra_fid_attribute \('smile'\) must be one of model.condition_on",
@@ -222,7 +235,8 @@ def test_flatten_names_every_key():
         ),
         (
             {"model": {"minibatch_stddev": 5}},
-            r"model.minibatch_stddev \(5\) must divide the 64 inputs D gets per batch",
+            r"model.minibatch_stddev \(5\) must divide the 32 inputs D gets per batch "
+            r"\(train.batch_size 64 / model.pack 2\)",
         ),
         (
             {"model": {"pack": 4, "minibatch_stddev": 32}},
@@ -234,7 +248,7 @@ def test_flatten_names_every_key():
             r"model.pack \(3\) must divide train.batch_size \(64\)",
         ),
         (
-            {"model": {"pack": 2, "conditional": True}},
+            {"model": {"conditional": True}},  # the default packs 2
             r"model.pack \(2\) does not combine with model.conditional",
         ),
         (
@@ -265,12 +279,12 @@ def test_an_impossible_combination_names_both_keys(sections, message):
         {"model": {"attention": False, "attention_resolutions": [64]}},
         {"evaluate": {"num_samples": 500}},
         {
-            "model": {"conditional": True, "condition_on": ["hair", "glasses"]},
+            "model": {"conditional": True, "pack": 1, "condition_on": ["hair", "glasses"]},
             "generate": {"attributes": {"glasses": 1}},
             "evaluate": {"intra_fid_attribute": "hair"},
         },
         {  # names are checked against the prepared data's attributes when it is read
-            "model": {"conditional": True},
+            "model": {"conditional": True, "pack": 1},
             "generate": {"attributes": {"glasses": 1}},
             "evaluate": {"intra_fid_attribute": "hair"},
         },

@@ -378,7 +378,7 @@ def test_a_conditional_pipeline_writes_its_attributes_and_metrics(repo):
     _edit_params(
         repo,
         {
-            "model": {"conditional": True, "condition_on": ["glasses", "hair_colour"]},
+            "model": {"conditional": True, "pack": 1, "condition_on": ["glasses", "hair_colour"]},
             "generate": {"attributes": {"glasses": 1}},
         },
     )

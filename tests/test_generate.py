@@ -14,7 +14,7 @@ from sagan.model.networks import build_generator
 from sagan.sampling.faces import sample_images
 from sagan.sampling.samples import SWEEP_FACES, sample_distribution, write_samples
 
-CONFIG = ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True)
+CONFIG = ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True, pack=1)
 # glasses (2 classes), skin (3 classes): every combination but (glasses 1, skin 2)
 LABELS = np.array([[0, 0], [0, 1], [0, 2], [1, 0], [1, 1]] * 4, np.int32)
 

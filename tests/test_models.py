@@ -12,11 +12,11 @@ from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.model.networks import build_discriminator, build_generator
 from sagan.model.saved import DISCRIMINATOR, GENERATOR, load_model
 
-TINY = ModelConfig(latent_dim=16, g_width=8, d_width=8)
+TINY = ModelConfig(latent_dim=16, g_width=8, d_width=8)  # D packs two images (the default)
 PRE_LAYOUT = Path(__file__).parent / "data" / "pre_layout"
 
 
-def _noise(batch: int = 3, latent_dim: int = 16) -> np.ndarray:
+def _noise(batch: int = 4, latent_dim: int = 16) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((batch, latent_dim)).astype("float32")
 
 
@@ -29,9 +29,9 @@ def test_generator_and_discriminator_shapes(image_size):
     generator = build_generator(TINY, image_size)
     discriminator = build_discriminator(TINY, image_size)
     images = generator(_noise()).numpy()
-    assert images.shape == (3, image_size, image_size, 3)
+    assert images.shape == (4, image_size, image_size, 3)
     assert images.min() >= -1.0 and images.max() <= 1.0
-    assert discriminator(images).shape == (3, 1)
+    assert discriminator(images).shape == (2, 1)  # one logit per pack of two
 
 
 def test_default_models_follow_the_reference():
@@ -52,7 +52,11 @@ def test_default_models_follow_the_reference():
     slopes = {layer.negative_slope for layer in _layers_of(discriminator, keras.layers.LeakyReLU)}
     assert slopes == {0.2}
     assert generator.count_params() == 2_794_596
-    assert discriminator.count_params() == 696_355
+    # The reference D, plus the 3·4·4·64 weights its first conv needs for the packed channels.
+    assert discriminator.input_shape == (None, 64, 64, 3)
+    assert discriminator.get_layer("pack").size == 2
+    assert discriminator.count_params() == 696_355 + 3 * 4 * 4 * 64
+    assert build_discriminator(ModelConfig(pack=1)).count_params() == 696_355
 
 
 def test_attention_can_be_turned_off_or_moved():
@@ -78,13 +82,13 @@ def test_generator_spectral_norm_option_wraps_every_projection():
 def test_official_attention_variant_builds():
     config = dataclasses.replace(TINY, attention_variant="official", attention_spectral_norm=True)
     images = build_generator(config)(_noise())
-    assert build_discriminator(config)(images).shape == (3, 1)
+    assert build_discriminator(config)(images).shape == (2, 1)
 
 
 @pytest.mark.parametrize("builder", [build_generator, build_discriminator])
 def test_models_save_and_load_in_safe_mode(tmp_path, builder):
     model = builder(dataclasses.replace(TINY, attention_variant="official"))
-    inputs = _noise() if builder is build_generator else np.zeros((3, 64, 64, 3), "float32")
+    inputs = _noise() if builder is build_generator else np.zeros((4, 64, 64, 3), "float32")
     for layer in _layers_of(model, SelfAttention):
         layer.gamma.assign(0.3)  # make attention matter for the comparison
     model(inputs, training=True)  # move u and the BN statistics away from their initial values

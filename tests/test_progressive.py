@@ -162,8 +162,8 @@ def test_the_last_stage_models_are_the_ordinary_networks(conditional, tmp_path):
 def test_a_fade_in_blends_the_old_and_the_new_path():
     model = tiny_model()
     grown_g, grown_d = grow_generator(model, (16, 32), 2), grow_discriminator(model, (16, 32), 2)
-    z = np.random.default_rng(0).normal(size=(3, model.latent_dim)).astype("float32")
-    x = np.random.default_rng(1).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
+    z = np.random.default_rng(0).normal(size=(4, model.latent_dim)).astype("float32")
+    x = np.random.default_rng(1).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
     pooled = tf.nn.avg_pool2d(x, 2, 2, "VALID")
     fade_g, fade_d = grown_g.models[Stage(32, True)], grown_d.models[Stage(32, True)]
     small = grown_g.models[Stage(16, False)](z, training=False)

@@ -19,7 +19,10 @@ from tests.conftest import conditioning, images, labelled_images, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 # Tiny residual networks: 8 channels on D's 16×16 map at 64 px (4·min(16, 64/32)).
-TINY = ModelConfig(architecture="resnet", latent_dim=16, g_width=4, d_width=4, g_spectral_norm=True)
+# The authors' networks: their D judges one image at a time (model.pack 1).
+TINY = ModelConfig(
+    architecture="resnet", latent_dim=16, g_width=4, d_width=4, g_spectral_norm=True, pack=1
+)
 
 
 def _trainable(model: keras.Model) -> int:
@@ -127,6 +130,7 @@ def test_parameter_counts_match_the_authors_networks_at_128_px(classes):
         attention_variant="official",
         attention_resolutions=(32,),
         conditional=bool(classes),
+        pack=1,
     )
     attribute_dim = classes or None
     generator = build_generator(model, 128, attribute_dim)

@@ -113,7 +113,7 @@ def test_an_unreachable_store_fails_before_training(in_repo):
 
 
 def test_a_conditional_generator_asks_for_its_attributes(in_repo):
-    config = Config(model=ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True))
+    config = Config(model=ModelConfig(latent_dim=8, g_width=8, d_width=8, conditional=True, pack=1))
     conditioning = conditioning_from_labels(None, ("glasses",), (2,), np.array([[0], [1]]))
     conditioning.save(in_repo / "attributes.json")
     tracker = start_run(config, {})

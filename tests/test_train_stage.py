@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
-from sagan.precision import resolve_precision
+from sagan.config import load_config
+from sagan.hardware import resolve_jit_compile, resolve_precision
 from sagan.training.perceptual import VGG19_WEIGHTS_URL
 from tests.conftest import stage_workspace, start_stage
 
@@ -79,12 +80,18 @@ def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path, workspace):
     assert runs[0].data.params["train.mixed_precision"] == "auto"
     assert runs[0].data.params["train.mixed_precision_resolved"] == resolved.policy
     assert f"precision: {resolved.reason}" in log
+    xla = resolve_jit_compile(load_config(killed / "params.yaml").train)  # jit_compile: auto
+    assert runs[0].data.params["train.jit_compile"] == "auto"
+    assert runs[0].data.params["train.jit_compile_resolved"] == str(xla.jit_compile)
+    assert f"XLA: {xla.reason}" in log
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "g_loss")]
     assert steps[-1] == STEPS
 
 
 def test_a_conditional_train_stage_checks_the_names_and_saves_its_attributes(tmp_path, workspace):
-    unknown = workspace(tmp_path / "unknown", conditional=True, condition_on=["glasses", "blond"])
+    unknown = workspace(
+        tmp_path / "unknown", conditional=True, pack=1, condition_on=["glasses", "blond"]
+    )
     process = start_stage(unknown)
     log = process.communicate(timeout=300)[0]
     assert process.returncode == 1, log
@@ -92,7 +99,7 @@ def test_a_conditional_train_stage_checks_the_names_and_saves_its_attributes(tmp
     assert "skin_tone, face_shape, hair_colour" in log and "Traceback" not in log
     assert not (unknown / "mlflow.db").exists() and not (unknown / "checkpoints").exists()
 
-    root = workspace(tmp_path / "conditional", conditional=True, condition_on=["glasses"])
+    root = workspace(tmp_path / "conditional", conditional=True, pack=1, condition_on=["glasses"])
     (root / "params.yaml").write_text(
         (root / "params.yaml").read_text().replace(f"steps: {STEPS}", "steps: 2")
     )

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from sagan.config import Config
 from sagan.files import atomic_directory, read_json, write_json
-from sagan.precision import resolve_precision
+from sagan.hardware import resolve_jit_compile, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +74,14 @@ class CheckpointError(RuntimeError):
 def run_identity(config: Config) -> dict:
     """The params a checkpoint must share with the current run to be resumed.
 
-    ``train.mixed_precision: auto`` counts as the policy it resolves to on this machine.
+    ``train.mixed_precision`` and ``train.jit_compile`` set to ``auto`` count as what they
+    resolve to on this machine.
     """
     train = _without_off_values(config.train, _OFF_VALUES)
     unused = {key for owner, keys in _DEPENDENT_KEYS.items() if owner not in train for key in keys}
     train = {key: value for key, value in train.items() if key not in _BUDGET_KEYS | unused}
     train["mixed_precision"] = resolve_precision(config.train.mixed_precision).policy
+    train["jit_compile"] = resolve_jit_compile(config.train).jit_compile
     model = {
         key: value
         for key, value in _without_off_values(config.model, _OFF_MODEL_VALUES).items()

@@ -13,10 +13,10 @@ from sagan.config import Config, ConfigError
 from sagan.data.manifest import Manifest
 from sagan.data.pipeline import read_labels
 from sagan.files import atomic_path, sha256, write_json
+from sagan.hardware import resolve_jit_compile, resolve_precision
 from sagan.model.conditioning import Conditioning, conditioning_from_labels
 from sagan.model.saved import DISCRIMINATOR, EMA_GENERATOR, GENERATOR
 from sagan.paths import CONDITIONING_FILE
-from sagan.precision import resolve_precision
 from sagan.tracking import MlflowTracker, TrackingError, reopen_run, run_tags, start_run
 from sagan.training.checkpoints import fingerprint
 from sagan.training.step import GANTrainer
@@ -66,7 +66,10 @@ def open_tracking(config: Config, manifest_file: Path, checkpoints_dir: Path) ->
             logger.warning("cannot reopen the interrupted run (%s); starting a new one", error)
     tracker = start_run(config, run_tags(sha256(manifest_file)), run_file=run_file)
     precision = resolve_precision(config.train.mixed_precision).policy
-    tracker.log_params({"train.mixed_precision_resolved": precision})
+    jit_compile = resolve_jit_compile(config.train).jit_compile
+    tracker.log_params(
+        {"train.mixed_precision_resolved": precision, "train.jit_compile_resolved": jit_compile}
+    )
     return tracker
 
 

@@ -72,12 +72,12 @@ import keras
 import tensorflow as tf
 
 from sagan.config import ModelConfig, TrainConfig
+from sagan.hardware import resolve_jit_compile, resolve_precision
 from sagan.model.batchnorm import refit_batch_norm, standing_inputs
 from sagan.model.conditioning import Conditioning, model_inputs
 from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.model.networks import build_discriminator, build_generator
 from sagan.model.progressive import Growing, grow_discriminator, grow_generator
-from sagan.precision import resolve_precision
 from sagan.training.augment import augment, consistency_transform
 from sagan.training.growth import GrowthSchedule
 from sagan.training.losses import (
@@ -277,7 +277,8 @@ class GANTrainer:
         """New step functions, traced on their first call."""
         # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
         # takes the batches already drawn and holds every strategy.run of the update.
-        self._update = tf.function(self._update_fn, jit_compile=self.config.jit_compile)
+        jit_compile = resolve_jit_compile(self.config).jit_compile
+        self._update = tf.function(self._update_fn, jit_compile=jit_compile)
         self.train_step = tf.function(self._train_step)
 
     def begin_update(self, update: int) -> None:
