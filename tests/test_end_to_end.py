@@ -54,6 +54,7 @@ TINY = {
         "ema_start": 1,
         "eval_every": 2,
         "eval_samples": 40,
+        "jit_compile": False,  # the d_lr edit below turns XLA on: the pipeline runs with both
     },
     "generate": {"num_samples": 40, "batch_size": 20, "interpolation_steps": 4},
     "encoder": {"steps": 20, "batch_size": 16},
@@ -224,7 +225,7 @@ def test_param_edits_rerun_only_the_stages_that_read_them(repo):
         )
         assert _repro(repo) == {"evaluate", "attention"}
         (repo / "params.yaml").write_text(original)
-        _edit_params(repo, {"train": {"d_lr": 4.0e-4}})
+        _edit_params(repo, {"train": {"d_lr": 4.0e-4, "jit_compile": True}})
         assert _repro(repo) == {"train", "generate", "attention", "evaluate"}
     finally:
         (repo / "params.yaml").write_text(original)
@@ -239,8 +240,9 @@ def test_every_training_run_lands_whole_in_mlflow(repo):
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("sagan")
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
-    # one run per execution of train: the first repro, then the d_lr edit
+    # one run per execution of train: the first repro, then the d_lr edit (with XLA)
     assert [run.data.params["train.d_lr"] for run in runs] == ["0.0001", "0.0004"]
+    assert [run.data.params["train.jit_compile_resolved"] for run in runs] == ["False", "True"]
     for run in runs:
         assert run.info.status == "FINISHED"
         assert run.data.tags.get("git_commit")
