@@ -49,7 +49,7 @@ def standing_copy(
     copy.set_weights(generator.get_weights())
     latent_dim = generator.inputs[0].shape[-1]
     refit_batch_norm(
-        copy, standing_inputs(latent_dim, train.seed, train.batch_size, conditioning, count)
+        copy, standing_inputs(latent_dim, train.seed, train.batch_size, count, conditioning)
     )
     return copy
 

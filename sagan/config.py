@@ -127,6 +127,7 @@ class TrainConfig:
     gp_weight: float = field(default=0.0, metadata={"min": 0.0})
     ema_decay: float | None = _between(0.995, 0.0, 0.999999)
     ema_start: int = field(default=500, metadata={"min": 0})
+    standing_samples: int = _positive(512)
     augment: tuple[str, ...] | None = field(default=None, metadata={"choices": AUGMENTATIONS})
     consistency_weight: float = field(default=0.0, metadata={"min": 0.0})
     perceptual_weight: float = field(default=0.0, metadata={"min": 0.0})
@@ -297,6 +298,12 @@ def _check_combinations(config: Config) -> None:
             f"train.ema_start ({train.ema_start}) must be below train.steps ({train.steps}), "
             "or the EMA generator never averages: lower ema_start, raise steps, or set "
             "ema_decay to null to sample G itself"
+        )
+    if train.ema_decay is not None and train.standing_samples < train.batch_size:
+        raise ConfigError(
+            f"train.standing_samples ({train.standing_samples}) must be at least "
+            f"train.batch_size ({train.batch_size}): the EMA generator's BatchNorm statistics "
+            "are refitted on whole batches"
         )
     if train.augment is not None and list(train.augment) != sorted(
         set(train.augment), key=AUGMENTATIONS.index

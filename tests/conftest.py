@@ -59,6 +59,7 @@ def tiny_config(conditional: bool = False, **train_overrides) -> Config:
                 "mixed_precision": "none",
                 "jit_compile": False,  # XLA only where a test asks: compiling outweighs 4 steps
                 "ema_start": 1,  # the default EMA generator, averaging from update 2
+                "standing_samples": 4 * BATCH,  # the EMA refit in 4 batches, not 512 / 8
                 **train_overrides,
             }
         ),
@@ -204,6 +205,7 @@ def stage_workspace(
         "sample_every": 12,
         "deterministic": True,
         "ema_start": 1,
+        "standing_samples": 32,
         "eval_every": None,  # no encoder or validation features here (test_quality.py has them)
         "keep_best": None,
     }

@@ -221,6 +221,10 @@ def test_flatten_names_every_key():
             r"train.ema_start \(100\) must be below train.steps \(100\)",
         ),
         (
+            {"train": {"standing_samples": 32}},
+            r"train.standing_samples \(32\) must be at least train.batch_size \(64\)",
+        ),
+        (
             {"train": {"perceptual_weight": 1.0, "jit_compile": True}},
             "train.perceptual_weight > 0 with train.jit_compile and train.deterministic: XLA "
             "has no deterministic gradient of VGG19's max-pools",

@@ -79,7 +79,9 @@ def test_ema_samples_are_no_worse_than_the_generators(prepared_data, tmp_path):
     """A tiny run on the synthetic faces: the EMA generator (standing statistics) draws
     faces at least as close to the data as G, and far closer than the same average with
     G's BatchNorm statistics copied over (the washed-out faces of the old EMA)."""
-    config = tiny_config(steps=60, ema_decay=0.9, ema_start=30, sample_every=60)
+    config = tiny_config(
+        steps=60, ema_decay=0.9, ema_start=30, sample_every=60, standing_samples=512
+    )
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, g_lr=4e-4))
     dataset = make_dataset(prepared_data, "train", 8, seed=0)
     trainer, _ = train_tiny(config, tmp_path, dataset)

@@ -52,6 +52,7 @@ TINY = {
         "log_every": 2,
         "sample_every": 2,
         "ema_start": 1,
+        "standing_samples": 32,
         "eval_every": 2,
         "eval_samples": 40,
         "jit_compile": False,  # the d_lr edit below turns XLA on: the pipeline runs with both

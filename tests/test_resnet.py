@@ -228,14 +228,15 @@ def _samples(trainer: GANTrainer, count: int = 2) -> np.ndarray:
     "image_size, conditional, options",
     [
         (64, False, {"mixed_precision": "mixed_bfloat16", "ema_decay": 0.9, "ema_start": 0}),
-        (128, True, {"loss": "bce", "update": "alternating", "mixed_precision": "mixed_float16"}),
+        (64, True, {"loss": "bce", "update": "alternating", "mixed_precision": "mixed_float16"}),
     ],
-    ids=["64px-bfloat16-ema", "128px-conditional-bce-float16-alternating"],
+    ids=["64px-bfloat16-ema", "64px-conditional-bce-float16-alternating"],
 )
 def test_resnet_resumes_exactly_and_samples(tmp_path, image_size, conditional, options):
     """One trainer takes updates 1 and 2, checkpoints, and takes 3 and 4; a new one restores
     the checkpoint and takes 3 and 4: G, D, the EMA G and both optimizers (float16's loss
-    scale included) must agree bitwise."""
+    scale included) must agree bitwise. (128 px trains in the pipeline tier's
+    test_the_residual_sagan_runs_at_128_px_as_a_dvc_experiment; its layout is checked above.)"""
     tf.config.experimental.enable_op_determinism()
     config = _resnet_config(image_size, conditional, deterministic=True, **options)
     first, iterator = _trainer(config)

@@ -17,7 +17,6 @@ import tensorflow as tf
 from sagan.model.conditioning import Conditioning, model_inputs
 from sagan.model.layers import ConditionalBatchNormalization
 
-STANDING_SAMPLES = 512  # faces whose batch statistics a refit averages
 # The noise stream of those faces: a purpose no training draw reaches (the progress grids
 # use 2**31 - 1 and - 2).
 _STANDING_PURPOSE = 2**31 - 3
@@ -56,8 +55,8 @@ def standing_inputs(
     latent_dim: int,
     seed: int,
     batch_size: int,
+    count: int,
     conditioning: Conditioning | None = None,
-    count: int = STANDING_SAMPLES,
 ) -> Iterator:
     """``count // batch_size`` batches of fixed noise (and, for a conditional generator,
     attributes drawn at training frequencies): the same for the same seed every time."""

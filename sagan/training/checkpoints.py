@@ -25,8 +25,8 @@ from sagan.hardware import resolve_jit_compile, resolve_precision
 
 logger = logging.getLogger(__name__)
 
-# Keys that change how long or how visibly a run trains, or which of its checkpoints is
-# exported, not what it computes.
+# Keys that change how long or how visibly a run trains, which of its checkpoints is
+# exported, or how its samples are drawn, not what its updates compute.
 _BUDGET_KEYS = frozenset(
     {
         "steps",
@@ -39,6 +39,7 @@ _BUDGET_KEYS = frozenset(
         "eval_every",
         "eval_samples",
         "keep_best",
+        "standing_samples",  # the EMA generator's refit, overwritten by every update
     }
 )
 # Model keys an unconditional run leaves unused: left out of its identity, so unconditional

@@ -671,7 +671,11 @@ class GANTrainer:
             refit_batch_norm(
                 self.ema_generator,
                 standing_inputs(
-                    self.latent_dim, self.config.seed, self.config.batch_size, self.conditioning
+                    self.latent_dim,
+                    self.config.seed,
+                    self.config.batch_size,
+                    self.config.standing_samples,
+                    self.conditioning,
                 ),
             )
             self._refitted_at_step = step

@@ -33,6 +33,7 @@ TINY = {
         "sample_every": 6,
         "deterministic": True,
         "ema_start": 1,
+        "standing_samples": 16,
     },
     "generate": {"num_samples": 16, "batch_size": 16, "interpolation_steps": 3},
     "encoder": {"steps": 6, "batch_size": 16, "feature_dim": 16},
