@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,8 +9,8 @@ import yaml
 
 from sagan.config import AUGMENTATIONS, ConfigError, config_from_dict
 from sagan.training import augment as diffaugment
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SIZE = 16
 
 

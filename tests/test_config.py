@@ -1,13 +1,10 @@
 """params.yaml loading: every bad key or value is an error that names it."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 
 from sagan.config import Config, ConfigError, config_from_dict, flatten, load_config
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 def _params(**sections) -> dict:

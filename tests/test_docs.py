@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from sagan.config import ConfigError, load_config
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 MODULE = re.compile(r"python -m ((?:benchmarks|stages)\.\w+)")

@@ -12,12 +12,14 @@ import tensorflow as tf
 
 from sagan.data.pipeline import make_dataset
 from sagan.evaluation.metrics import frechet_distance, gaussian_statistics
-from sagan.model.batchnorm import batch_norms, refit_batch_norm
+from sagan.model.batchnorm import batch_norms, refit_batch_norm, standing_inputs
 from sagan.model.conditioning import model_inputs
 from sagan.model.layers import ConditionalBatchNormalization
 from sagan.model.networks import build_generator
 from sagan.sampling.faces import fixed_noise
-from tests.conftest import IMAGE_SIZE, conditioning, tiny_config, tiny_model, train_tiny
+from sagan.training.checkpoints import fingerprint
+from sagan.training.step import GANTrainer
+from tests.helpers import IMAGE_SIZE, conditioning, tiny_config, tiny_model, train_tiny
 
 
 def _batch_statistics(generator: keras.Model, batches: list) -> list[tuple[np.ndarray, ...]]:
@@ -59,6 +61,20 @@ def test_standing_statistics_are_the_mean_of_the_batch_statistics(conditional):
         np.testing.assert_allclose(layer.moving_mean.numpy(), mean, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(layer.moving_variance.numpy(), variance, rtol=1e-4, atol=1e-6)
         assert layer.momentum == 0.99  # restored
+
+
+def test_the_trainer_refits_on_train_standing_samples_faces_outside_the_run_identity():
+    config = tiny_config(standing_samples=16)  # 2 batches of 8
+    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
+    inputs = standing_inputs(16, config.train.seed, 8, 16)
+    expected = _batch_statistics(trainer.ema_generator, list(inputs))
+    assert len(list(standing_inputs(16, config.train.seed, 8, 16))) == 2
+    trainer.sampling_generator()
+    for layer, (mean, variance) in zip(batch_norms(trainer.ema_generator), expected, strict=True):
+        np.testing.assert_allclose(layer.moving_mean.numpy(), mean, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), variance, rtol=1e-4, atol=1e-6)
+    # Every update copies G's BatchNorm statistics over the refit: resuming may change it.
+    assert fingerprint(config) == fingerprint(tiny_config(standing_samples=512))
 
 
 def _pixel_fid(generator: keras.Model, real: np.ndarray) -> float:

@@ -31,11 +31,10 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from sagan.data import synthetic
-from tests.conftest import tensorflow_noise
+from tests.helpers import REPO, tensorflow_noise
 
 pytestmark = pytest.mark.pipeline
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN_SPEED = "images_per_second"  # the one figure of metrics/*.json that timing decides
 TINY = {
     "data": {

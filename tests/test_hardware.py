@@ -12,7 +12,7 @@ from sagan import hardware
 from sagan.hardware import Hardware, resolve_jit_compile, resolve_precision
 from sagan.training.checkpoints import fingerprint
 from sagan.training.step import GANTrainer
-from tests.conftest import IMAGE_SIZE, tiny_config
+from tests.helpers import IMAGE_SIZE, tiny_config
 
 AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
 

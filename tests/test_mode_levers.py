@@ -15,7 +15,7 @@ from sagan.model.resnet import build_discriminator as build_resnet_discriminator
 from sagan.training.augment import consistency_transform, flip
 from sagan.training.losses import consistency_loss, gradient_penalty
 from sagan.training.step import MAX_CONDITIONAL_CRITICS, GANTrainer
-from tests.conftest import IMAGE_SIZE, tiny_config, tiny_model, train_tiny
+from tests.helpers import IMAGE_SIZE, tiny_config, tiny_model, train_tiny
 
 
 @pytest.fixture(autouse=True)
@@ -125,25 +125,33 @@ def test_consistency_regularisation_limits_the_critic_updates():
         GANTrainer(config.model, config.train, IMAGE_SIZE)
 
 
+GROWTH = {"progressive": (16, 32), "progressive_steps": (1,)}  # 16px, then 32px fading in
+GROWTH_FADING = {**GROWTH, "progressive_fade": 1}  # 16px, then a fade-in of one update
+
+
 @pytest.mark.parametrize(
     "conditional, model_options, options",
     [
         (False, {"pack": 2}, {"mixed_precision": "mixed_bfloat16", "jit_compile": True}),
-        (True, {}, {"n_critic": 2, "loss": "wasserstein", "gp_weight": 10.0}),
         (False, {"pack": 2, "discriminator_scales": (1, 2)}, {"loss": "bce", "gp_weight": 1.0}),
-        (False, {"pack": 2}, {"mixed_precision": "mixed_float16", "update": "alternating"}),
         (False, {"architecture": "resnet", "pack": 2}, {"augment": ("translation",)}),
-        (True, {}, {"progressive": (16, 32), "progressive_steps": (1,), "progressive_fade": 1}),
-        (False, {"pack": 2}, {"progressive": (16, 32), "progressive_steps": (1,)}),
+        (
+            True,
+            {},
+            {"n_critic": 2, "loss": "wasserstein", "gp_weight": 10.0, **GROWTH_FADING},
+        ),
+        (
+            False,
+            {"pack": 2},
+            {"mixed_precision": "mixed_float16", "update": "alternating", **GROWTH},
+        ),
     ],
     ids=[
         "bfloat16-xla",
-        "conditional-wasserstein-gp",
         "scales-bce-gp",
-        "float16-alternating",
         "resnet-augment",
-        "conditional-growth",
-        "packed-growth",
+        "conditional-growth-wasserstein-gp",
+        "packed-growth-float16-alternating",
     ],
 )
 def test_the_levers_train_with_every_loss_precision_and_model(

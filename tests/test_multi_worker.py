@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sagan.training.cluster import ClusterError, read_cluster
-from tests.conftest import stage_workspace, start_stage
+from tests.helpers import stage_workspace, start_stage
 
 STEPS = 8
 # float32 on every machine: in bfloat16 (what `auto` picks on a CPU with bfloat16 units) two

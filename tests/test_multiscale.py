@@ -14,7 +14,7 @@ from sagan.model.layers import SelfAttention
 from sagan.model.networks import build_discriminator
 from sagan.training.checkpoints import fingerprint, run_identity
 from sagan.training.losses import LOSSES, gradient_penalty, per_scale_losses
-from tests.conftest import tiny_config, tiny_model
+from tests.helpers import tiny_config, tiny_model
 
 
 def _copy_scale(source, target, prefix: str) -> None:

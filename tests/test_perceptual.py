@@ -18,7 +18,7 @@ from sagan.training.perceptual import (
     vgg_input,
 )
 from sagan.training.step import GANTrainer
-from tests.conftest import IMAGE_SIZE, images, perceptual_options, tiny_config
+from tests.helpers import IMAGE_SIZE, images, perceptual_options, tiny_config
 
 
 @pytest.fixture(autouse=True)

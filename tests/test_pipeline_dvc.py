@@ -10,8 +10,8 @@ import yaml
 
 from sagan import paths
 from sagan.config import Config, flatten
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "train", "generate", "attention", "encoder", "reference", "evaluate")
 
 # Params that change how fast or where a stage reports, never what it writes.

@@ -24,8 +24,8 @@ from sagan.data.synthetic import ATTRIBUTE_CLASSES, ATTRIBUTE_NAMES, COHERENCE_P
 from sagan.files import TEMPORARY_PREFIX
 from sagan.paths import MANIFEST_NAME
 from stages.prepare import main
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = DataConfig(
     image_size=32, num_train=10, num_test=3, num_validation=2, seed=5, images_per_shard=4, workers=1
 )

@@ -21,7 +21,7 @@ from sagan.training.checkpoints import fingerprint
 from sagan.training.growth import GrowthSchedule
 from sagan.training.session import save_outputs
 from sagan.training.step import GANTrainer
-from tests.conftest import IMAGE_SIZE, conditioning, images, tiny_config, tiny_model, train_tiny
+from tests.helpers import IMAGE_SIZE, conditioning, images, tiny_config, tiny_model, train_tiny
 
 # 32px: 16px for 3 updates, then 32px fading in over updates 4 and 5, alone from update 6.
 GROWTH = {"progressive": (16, 32), "progressive_steps": (3,), "progressive_fade": 2}

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, images, tiny_config
 
 from sagan.config import ConfigError, EvaluateConfig, GenerateConfig, config_from_dict
 from sagan.data.manifest import Manifest
@@ -27,6 +26,7 @@ from sagan.paths import QUALITY_FILE
 from sagan.sampling.samples import write_samples
 from sagan.training.checkpoints import BEST_DIR, BEST_RECORD, fingerprint
 from sagan.training.quality import MINUTES, STEP, is_better
+from tests.helpers import REPO, images, tiny_config
 
 EVAL_SAMPLES = 24
 SETTINGS = EvaluateConfig(num_samples=EVAL_SAMPLES, kid_subset_size=8, kid_subsets=4)

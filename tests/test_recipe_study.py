@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import yaml
 from ruamel.yaml import YAML
 
 from benchmarks import recipe_study
 from sagan.config import config_from_dict
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 def test_each_lever_is_queued_alone_per_seed_with_the_equal_time_budget():

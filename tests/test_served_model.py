@@ -25,9 +25,9 @@ from sagan.sampling.faces import sample_codes, sample_images
 from sagan.sampling.grids import to_uint8
 from sagan.sampling.served import MAX_FACES, log_generator
 from sagan.tracking import start_run
-from tests.conftest import IMAGE_SIZE, labels, tiny_model
+from tests.helpers import IMAGE_SIZE, labels, tiny_model
 
-NAMES = ("skin", "glasses")  # conftest.labels(): 3 and 2 classes
+NAMES = ("skin", "glasses")  # helpers.labels(): 3 and 2 classes
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 from sagan.quiet import import_tensorflow_quietly
 from sagan.stage import Stage
-from tests.conftest import REPO, tensorflow_noise
+from tests.helpers import REPO, tensorflow_noise
 
 LOGGER = logging.getLogger("stages.test")
 

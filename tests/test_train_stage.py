@@ -17,11 +17,10 @@ from mlflow.tracking import MlflowClient
 
 from sagan.hardware import resolve_precision
 from sagan.training.perceptual import VGG19_WEIGHTS_URL
-from tests.conftest import stage_workspace, start_stage
+from tests.helpers import stage_workspace, start_stage
 
 pytestmark = pytest.mark.pipeline
 
-REPO = Path(__file__).resolve().parents[1]
 STEPS = 24
 
 

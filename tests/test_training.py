@@ -18,8 +18,9 @@ from sagan.tracking import NullTracker
 from sagan.training.checkpoints import CheckpointError, fingerprint
 from sagan.training.loop import NonFiniteLossError, TrainPaths, total_steps, train
 from sagan.training.step import MAX_CONDITIONAL_CRITICS, GANTrainer, make_strategy
-from tests.conftest import (
+from tests.helpers import (
     IMAGE_SIZE,
+    REPO,
     conditioning,
     images,
     labelled_images,
@@ -27,8 +28,6 @@ from tests.conftest import (
     tiny_config,
     train_tiny,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run(config: Config, tmp_path: Path, dataset=None) -> tuple[GANTrainer, dict]:
@@ -241,7 +240,7 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
         two_cpus = [tf.config.LogicalDeviceConfiguration()] * 2
         tf.config.set_logical_device_configuration(cpu, two_cpus)
         import dataclasses, sys
-        from tests.conftest import conditioning, images, labelled_images, tiny_config
+        from tests.helpers import conditioning, images, labelled_images, tiny_config
         from sagan.config import AUGMENTATIONS
         from sagan.training.step import GANTrainer
 

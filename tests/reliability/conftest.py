@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
+
 # Smaller than the end-to-end test's TINY: every `dvc repro` here takes seconds, not minutes.
 TINY = {
     "data": {

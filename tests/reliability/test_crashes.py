@@ -25,7 +25,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from sagan.files import TEMPORARY_PREFIX, sha256
-from tests.reliability.conftest import REPO, edit_params, run, start
+from tests.helpers import REPO
+from tests.reliability.conftest import edit_params, run, start
 
 pytestmark = pytest.mark.pipeline  # every test here runs dvc
 

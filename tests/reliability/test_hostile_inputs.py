@@ -42,7 +42,8 @@ from sagan.data.prepare import prepare
 from sagan.data.zipmembers import MAX_MEMBER_BYTES, list_members, read_member
 from sagan.training.checkpoints import CheckpointError, Checkpoints
 from sagan.training.step import GANTrainer
-from tests.reliability.conftest import REPO, environment
+from tests.helpers import REPO
+from tests.reliability.conftest import environment
 
 FOLDER = DataConfig(
     source="folder",
