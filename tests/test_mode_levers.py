@@ -132,7 +132,11 @@ GROWTH_FADING = {**GROWTH, "progressive_fade": 1}  # 16px, then a fade-in of one
 @pytest.mark.parametrize(
     "conditional, model_options, options",
     [
-        (False, {"pack": 2}, {"mixed_precision": "mixed_bfloat16", "jit_compile": True}),
+        (
+            False,
+            {"pack": 2, "discriminator_scales": (1, 2)},
+            {"mixed_precision": "mixed_bfloat16", "jit_compile": True},
+        ),
         (False, {"pack": 2, "discriminator_scales": (1, 2)}, {"loss": "bce", "gp_weight": 1.0}),
         (False, {"architecture": "resnet", "pack": 2}, {"augment": ("translation",)}),
         (
@@ -147,7 +151,7 @@ GROWTH_FADING = {**GROWTH, "progressive_fade": 1}  # 16px, then a fade-in of one
         ),
     ],
     ids=[
-        "bfloat16-xla",
+        "scales-bfloat16-xla",
         "scales-bce-gp",
         "resnet-augment",
         "conditional-growth-wasserstein-gp",

@@ -114,6 +114,7 @@ def _import_stages(**environment: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.pipeline  # three fresh processes that import TensorFlow, as stages start
 def test_stages_start_without_tensorflow_noise_unless_the_user_sets_its_level() -> None:
     quiet = _import_stages()
     assert quiet.returncode == 0, quiet.stderr
