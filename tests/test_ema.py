@@ -19,7 +19,7 @@ from sagan.model.networks import build_generator
 from sagan.sampling.faces import fixed_noise
 from sagan.training.checkpoints import fingerprint
 from sagan.training.step import GANTrainer
-from tests.helpers import IMAGE_SIZE, conditioning, tiny_config, tiny_model, train_tiny
+from tests.helpers import BATCH, IMAGE_SIZE, conditioning, tiny_config, tiny_model, train_tiny
 
 
 def _batch_statistics(generator: keras.Model, batches: list) -> list[tuple[np.ndarray, ...]]:
@@ -64,11 +64,11 @@ def test_standing_statistics_are_the_mean_of_the_batch_statistics(conditional):
 
 
 def test_the_trainer_refits_on_train_standing_samples_faces_outside_the_run_identity():
-    config = tiny_config(standing_samples=16)  # 2 batches of 8
+    config = tiny_config(standing_samples=2 * BATCH)
     trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
-    inputs = standing_inputs(16, config.train.seed, 8, 16)
-    expected = _batch_statistics(trainer.ema_generator, list(inputs))
-    assert len(list(standing_inputs(16, config.train.seed, 8, 16))) == 2
+    batches = list(standing_inputs(16, config.train.seed, BATCH, 2 * BATCH))
+    assert len(batches) == 2
+    expected = _batch_statistics(trainer.ema_generator, batches)
     trainer.sampling_generator()
     for layer, (mean, variance) in zip(batch_norms(trainer.ema_generator), expected, strict=True):
         np.testing.assert_allclose(layer.moving_mean.numpy(), mean, rtol=1e-4, atol=1e-6)
