@@ -117,9 +117,7 @@ def golden() -> dict:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_step_computes_what_it_computed_before_the_restructuring(
-    name, golden, vgg19_stand_in
-):
+def test_the_step_computes_what_it_computed_before_the_restructuring(name, golden, vgg19_stand_in):
     recorded = golden["cases"][name]
     now = run_case(name, vgg19_stand_in)
     if golden["machine"] == machine():
