@@ -234,10 +234,10 @@ def main() -> None:
         variant_model = dataclasses.replace(model, **options.pop("model", {}))
         update = options.pop("at_update", 1)
         config = TrainConfig(batch_size=args.batch, **options)
-        trainer = GANTrainer(variant_model, config, size, strategy)
+        shared = name != "sagan two backward passes"
+        trainer = GANTrainer(variant_model, config, size, strategy, shared_backward=shared)
         trainer.step.assign(update - 1)
         trainer.use_stage_of(update)
-        trainer.shares_backward &= name != "sagan two backward passes"  # read when first traced
         variants[name] = lambda _, step=trainer.train_step: step(ours)
         frozen = trainer.perceptual.count_params() if trainer.perceptual else 0
         print(

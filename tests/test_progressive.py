@@ -18,7 +18,7 @@ from sagan.model.networks import build_discriminator, build_generator
 from sagan.model.progressive import Stage, grow_discriminator, grow_generator, stages
 from sagan.sampling.grids import upsample_nearest
 from sagan.training.checkpoints import fingerprint
-from sagan.training.growth import GrowthSchedule
+from sagan.training.growth import GrowthSchedule, at_stage_size, fade_alpha
 from sagan.training.session import save_outputs
 from sagan.training.step import GANTrainer
 from tests.helpers import IMAGE_SIZE, conditioning, images, tiny_config, tiny_model, train_tiny
@@ -180,16 +180,17 @@ def test_a_fade_in_blends_the_old_and_the_new_path():
 
 
 def test_real_images_are_pooled_to_the_stage_and_blended_during_a_fade_in():
-    config = growing_config()
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
+    schedule = GrowthSchedule.from_config(growing_config().train)
     x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
     pooled = x.numpy().reshape(2, 16, 2, 16, 2, 3).mean(axis=(2, 4))
-    trainer.use_stage_of(1)
-    np.testing.assert_allclose(trainer._at_stage_size(x), pooled, atol=1e-6)
-    trainer.step.assign(4)  # update 5: α = 2/3
-    trainer.use_stage_of(5)
+    first = schedule.stage(1)
+    np.testing.assert_allclose(at_stage_size(x, IMAGE_SIZE, first, None), pooled, atol=1e-6)
+    # Update 5, after 4 done: the graph's α is the schedule's, 2/3.
+    alpha = fade_alpha(tf.constant(4, tf.int64), schedule.phase_start(5), schedule.fade)
+    assert float(alpha) == pytest.approx(schedule.alpha(5)) == pytest.approx(2 / 3)
     blended = upsample_nearest(pooled, 32) / 3 + 2 / 3 * x.numpy()
-    np.testing.assert_allclose(trainer._at_stage_size(x), blended, atol=1e-6)
+    faded = at_stage_size(x, IMAGE_SIZE, schedule.stage(5), alpha)
+    np.testing.assert_allclose(faded, blended, atol=1e-6)
 
 
 def test_a_grown_run_trains_logs_its_stages_and_saves_ordinary_models(tmp_path):

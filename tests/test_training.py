@@ -15,9 +15,12 @@ import tensorflow as tf
 
 from sagan.config import AUGMENTATIONS, Config
 from sagan.tracking import NullTracker
+from sagan.training import updates
 from sagan.training.checkpoints import CheckpointError, fingerprint
+from sagan.training.draws import MAX_CONDITIONAL_CRITICS, Draws
 from sagan.training.loop import NonFiniteLossError, TrainPaths, total_steps, train
-from sagan.training.step import MAX_CONDITIONAL_CRITICS, GANTrainer, make_strategy
+from sagan.training.step import GANTrainer, make_strategy
+from sagan.training.updates import Half
 from tests.helpers import (
     IMAGE_SIZE,
     REPO,
@@ -199,9 +202,8 @@ def test_conditional_training_samples_and_snapshots_with_attributes(tmp_path):
 
 
 def test_the_fake_half_gets_attribute_rows_of_the_training_split():
-    config = tiny_config(True)
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=conditioning())
-    drawn = {tuple(row) for draw in range(3) for row in trainer._fake_attributes(draw).numpy()}
+    draws = Draws(seed=0, step=tf.constant(0, tf.int64), batch_size=8, replica_batch_size=8)
+    drawn = {tuple(row) for c in range(3) for row in draws.attributes(c, conditioning()).numpy()}
     # (b, a) one-hot: b ∈ {0, 1} then a ∈ {0, 1, 2}; the table holds (1,0) (0,2) (1,2) (1,1)
     table = {(0, 1, 1, 0, 0), (1, 0, 0, 0, 1), (0, 1, 0, 0, 1), (0, 1, 0, 1, 0)}
     assert drawn == table
@@ -324,36 +326,49 @@ def test_one_backward_pass_gives_the_gradients_of_two(
     attributes = conditioning() if conditional else None
     trainer = GANTrainer(model, config.train, IMAGE_SIZE, conditioning=attributes)
     assert trainer.shares_backward
-    batch = next(iter(labelled_images() if conditional else images()))
-    real_images, real_attributes = trainer._real(batch)
-    z = tf.random.stateless_normal((8, 16), (0, 1))
-    fake_attributes = trainer._fake_attributes(0)
+    draws = Draws(config.train.seed, trainer.step, 8, 8)
+    real = Half(next(iter(images())), None)
+    if conditional:
+        batch_images, batch_labels = next(iter(labelled_images()))
+        real = Half(batch_images, attributes.encode(attributes.select(batch_labels)))
+    fake = Half(tf.random.stateless_normal((8, 16), (0, 1)), draws.attributes(0, attributes))
     # Put the hinge's margin among the fake logits, so half of the fakes send D nothing.
-    fake_logits = trainer._logits(
-        real_images, real_attributes, trainer._generate(z, fake_attributes), fake_attributes, 0
-    ).fake
+    parts = trainer.parts
+    fake_images = Half(updates.generate(parts, fake), fake.attributes)
+    fake_logits = updates.judge(parts, real, fake_images, draws, 0).fake
     half = len(fake_logits) // 2
     middle = np.sort(fake_logits.numpy().ravel())[half - 1 : half + 1].mean()
     trainer.discriminator.get_layer("sn_logit").layer.bias.assign([-1.0 - middle])
     state = trainer.discriminator.get_weights()  # the power iteration's u changes per call
 
-    def gradients(method):
+    def gradients(update):
         trainer.discriminator.set_weights(state)
-        d_gradients, g_gradients, metrics = method(
-            real_images, real_attributes, z, fake_attributes, None, 0
-        )
-        return [g.numpy() for g in d_gradients + g_gradients], {
-            name: float(value) for name, value in metrics.items()
-        }
+        recorders = {"d_optimizer": GradientRecorder(), "g_optimizer": GradientRecorder()}
+        metrics = update(dataclasses.replace(parts, **recorders), real, fake, draws, 0)
+        kept = recorders["d_optimizer"].gradients + recorders["g_optimizer"].gradients
+        return [g.numpy() for g in kept], {name: float(value) for name, value in metrics.items()}
 
-    shared, shared_metrics = gradients(trainer._shared_backward)
-    separate, separate_metrics = gradients(trainer._two_backwards)
+    shared, shared_metrics = gradients(updates.shared_backward_update)
+    separate, separate_metrics = gradients(updates.two_backwards_update)
     assert shared_metrics == pytest.approx(separate_metrics, rel=1e-6)
     # Biases ahead of BatchNorm have a gradient of 0 up to rounding: judge it by the others.
     scale = max(np.abs(gradient).max() for gradient in separate)
     assert scale > 0
     for got, expected in zip(shared, separate, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6 * scale)
+
+
+class GradientRecorder:
+    """An optimizer that keeps the gradients it is given instead of applying them."""
+
+    def __init__(self):
+        self.gradients = []
+
+    def scale_loss(self, loss):
+        return loss
+
+    def apply_gradients(self, pairs):
+        self.gradients = [gradient for gradient, _ in pairs]
 
 
 def test_the_gradient_penalty_float16_and_several_scales_take_two_backward_passes():

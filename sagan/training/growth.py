@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import tensorflow as tf
+
 from sagan.config import TrainConfig
 from sagan.model.progressive import Stage
 
@@ -58,3 +60,23 @@ class GrowthSchedule:
     def starts_phase(self, update: int) -> bool:
         """Whether ``update`` is the first of a phase after the first."""
         return update > 1 and self.phase_start(update) == update - 1
+
+
+def fade_alpha(step: tf.Tensor, phase_start: int, fade: int) -> tf.Tensor:
+    """α of the update in flight, in the graph (``step`` counts the updates done before it)."""
+    done_in_phase = tf.cast(step - phase_start, tf.float32)
+    return (done_in_phase + 1.0) / (fade + 1)
+
+
+def at_stage_size(images: tf.Tensor, image_size: int, stage: Stage, alpha) -> tf.Tensor:
+    """Real images as a progressive stage's D sees them: average-pooled to its resolution
+    and, during a fade-in, blended as G's output is: (1 − α)·upsampled half-size image +
+    α·the image (Karras et al.)."""
+    factor = image_size // stage.resolution
+    if factor > 1:
+        images = tf.nn.avg_pool2d(images, factor, factor, "VALID")
+    if stage.fading:
+        coarse = tf.nn.avg_pool2d(images, 2, 2, "VALID")
+        coarse = tf.repeat(tf.repeat(coarse, 2, axis=1), 2, axis=2)
+        images = coarse + alpha * (images - coarse)
+    return images

@@ -1,61 +1,34 @@
-"""The SAGAN train step, written against ``tf.distribute``.
+"""The SAGAN trainer: the networks, their optimizers, the EMA generator and the train step,
+written against ``tf.distribute``.
 
 One call of :meth:`GANTrainer.train_step` is one generator update (the unit of
-``train.steps``) with ``train.n_critic`` discriminator updates, each on a fresh real batch:
+``train.steps``) with ``train.n_critic`` critic steps, each on a fresh real batch:
 
     D: L_D(D(x), D(G(z)))  [+ λ·GP]  → Adam(d_lr)      (n_critic times)
     G: L_G(D(G(z)))                   → Adam(g_lr)
 
 ``train.update: simultaneous`` (the default, as in TensorFlow's GAN tutorials) takes the
 last D update and the G update from one forward pass: G's gradient sees D as it was before
-that D update. One backward pass through D then serves both updates (see
-:meth:`GANTrainer._shared_backward`): G runs forward and backward once, and D forward and
-backward once on each half, where separate updates take two G forwards and three D forwards
-and three D backwards.
-``alternating`` (the authors' PyTorch code) runs G's update on fresh noise through the
-freshly updated D.
+that D update, and one backward pass through D serves both
+(:func:`~sagan.training.updates.shared_backward_update`). ``alternating`` (the authors'
+PyTorch code) runs G's update on fresh noise through the freshly updated D. Each path is one
+function of :mod:`sagan.training.updates`, picked here once.
 
-Distribution: ``train.batch_size`` is the global batch, split evenly over the replicas.
-Each replica divides its mean loss by the number of replicas, so the all-reduced (summed)
-gradients are those of the global mean. The generator's BatchNorm is synchronized: its
-statistics cover the global batch, so N replicas compute what one device would.
+Distribution: ``train.batch_size`` is the global batch, split evenly over the replicas. The
+generator's BatchNorm is synchronized: its statistics cover the global batch, so N replicas
+compute what one device would. Randomness: every draw is named and keyed by the step
+(:mod:`sagan.training.draws`), so a resumed run draws what an uninterrupted one would.
 
-Randomness: every draw is ``tf.random.stateless_*`` keyed by ``(train.seed, step, purpose)``.
-The step counter, saved in every checkpoint, is therefore the whole random state: a resumed
-run draws exactly the numbers an uninterrupted run would, on any number of replicas (each
-replica draws the global batch's noise and keeps its own slice).
-
-``train.augment`` passes every image D sees, real or fake, through DiffAugment
-(:mod:`sagan.training.augment`), drawn per image from a stream of its own; G's gradient
-runs back through the transforms. The gradient penalty's interpolates are not augmented.
-
-Against dropped modes: ``train.consistency_weight`` λ_cr adds λ_cr·E‖D(x) − D(T(x))‖² to
-L_D (Zhang et al. 2020), T a random flip and shift of the real half as D saw it; D must
-judge a face and its mirror image alike, not by where things sit. ``model.minibatch_stddev``
-and ``model.pack`` are D layers (:mod:`sagan.model.layers`): the step only keeps packs and
-groups within each replica's slice, draws one gradient-penalty α per pack, and gives the
-images of a pack their logit's ratio in the shared backward pass.
-
-The EMA generator (``train.ema_decay``) averages G's weights after ``train.ema_start``
-updates. Its BatchNorm statistics are refitted to its own weights whenever it samples
-(:func:`~sagan.model.batchnorm.refit_batch_norm` on the fixed noise of
-:func:`~sagan.model.batchnorm.standing_inputs`): the moving averages G gathers fit G's
-weights, not the average's.
-
-A multi-scale D (``model.discriminator_scales``) gives each image one logit per scale: the
-losses, means over all logits, average the scales, and each scale's L_D is logged as
-``d_loss_scale<f>``. ``train.perceptual_weight`` λ adds λ·P to G's loss, P being the
-VGG19 feature gap of :mod:`sagan.training.perceptual` between the step's real batch (D's
-real half, un-augmented) and G's images, over the global batch; P is logged as
-``perceptual_loss``.
+Against dropped modes: ``train.consistency_weight`` (Zhang et al. 2020) holds D's logits on
+a real image and on its random mirror image and shift together; ``model.minibatch_stddev``
+and ``model.pack`` are D layers (:mod:`sagan.model.layers`): the trainer only checks that
+packs and groups stay within each replica's slice.
 
 Progressive growing (``train.progressive``, :mod:`sagan.model.progressive`): the step trains
 the models of the stage that runs the update (:meth:`GANTrainer.begin_update`; a new stage
-is traced anew), on real batches average-pooled to the stage's resolution and, during a
-fade-in, blended as G's output is. α is computed from the step inside the traced update.
-Both Adams hold slots for every stage's variables from the start (a block that is not yet in
-the stage gets no gradient and no update), and restart, moments and bias correction, at the
-first update of each phase after the first.
+is traced anew), on real batches brought to the stage's resolution
+(:func:`~sagan.training.growth.at_stage_size`). Both Adams hold slots for every stage's
+variables from the start, and restart at the first update of each phase after the first.
 
 Conditional models (a :class:`~sagan.model.conditioning.Conditioning` given): batches are
 ``(images, labels)``; D sees the real half with its own attributes, and G and D the fake half
@@ -64,9 +37,9 @@ with attribute rows drawn from the training split's combinations at their freque
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
-from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -74,43 +47,18 @@ import tensorflow as tf
 from sagan.config import ModelConfig, TrainConfig
 from sagan.hardware import resolve_jit_compile, resolve_precision
 from sagan.model.batchnorm import refit_batch_norm, standing_inputs
-from sagan.model.conditioning import Conditioning, model_inputs
+from sagan.model.conditioning import Conditioning
 from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.model.networks import build_discriminator, build_generator
 from sagan.model.progressive import Growing, grow_discriminator, grow_generator
-from sagan.training.augment import augment, consistency_transform
-from sagan.training.growth import GrowthSchedule
-from sagan.training.losses import (
-    consistency_loss,
-    get_losses,
-    gradient_penalty,
-    per_scale_losses,
-)
-from sagan.training.perceptual import (
-    feature_network,
-    perceptual_loss,
-    vgg19_weights_file,
-    vgg_input,
-)
+from sagan.training.draws import MAX_CONDITIONAL_CRITICS, Draws
+from sagan.training.ema import update_ema
+from sagan.training.growth import GrowthSchedule, at_stage_size, fade_alpha
+from sagan.training.losses import get_losses
+from sagan.training.perceptual import feature_network, vgg19_weights_file
+from sagan.training.updates import SUM, Half, Parts, Perceptual, pick_updates
 
 logger = logging.getLogger(__name__)
-SUM = tf.distribute.ReduceOp.SUM
-_DRAWS_PER_STEP = 64  # room for n_critic noise draws, GP draws and the G draw of one step
-# Attribute draws count down from below the G noise (purpose 63), apart from 2·critic (+1).
-_FIRST_ATTRIBUTE_PURPOSE = _DRAWS_PER_STEP - 2
-MAX_CONDITIONAL_CRITICS = _FIRST_ATTRIBUTE_PURPOSE // 3
-# What a fake image's logit sends back through D where the D loss sends nothing: small
-# enough that D's gradient cannot tell, large enough that the images' gradients stay normal
-# numbers in float32 and bfloat16 (both reach 1e-38).
-_COTANGENT_FLOOR = 2.0**-32
-
-
-class Logits(NamedTuple):
-    """D's logits on one step's halves."""
-
-    real: tf.Tensor
-    fake: tf.Tensor
-    transformed: tf.Tensor | None  # on the real half flipped and shifted (consistency reg.)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -145,6 +93,40 @@ def _reset_adam(optimizer: keras.optimizers.Optimizer) -> None:
             variable.assign(tf.zeros_like(variable))
 
 
+def check_batch_layout(
+    model_config: ModelConfig,
+    config: TrainConfig,
+    replicas: int,
+    strategy_name: str,
+    conditional: bool,
+) -> None:
+    """ValueError unless the global batch splits into whole replica slices, packs and groups,
+    and the critic steps' random draws stay apart."""
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"train.batch_size ({config.batch_size}) must be divisible by the "
+            f"{replicas} replicas of the {strategy_name}"
+        )
+    replica_batch = config.batch_size // replicas
+    group = model_config.minibatch_stddev or 1
+    if replica_batch % (model_config.pack * group):
+        raise ValueError(
+            f"model.pack ({model_config.pack}) × model.minibatch_stddev ({group}) must divide "
+            f"each replica's batch ({replica_batch} of train.batch_size {config.batch_size}): "
+            "a pack or a group must not straddle two replicas"
+        )
+    limited = {
+        "a conditional model": conditional,
+        "train.consistency_weight": config.consistency_weight > 0,
+    }
+    for feature in (name for name, on in limited.items() if on):
+        if config.n_critic > MAX_CONDITIONAL_CRITICS:
+            raise ValueError(
+                f"train.n_critic is {config.n_critic}; {feature} allows at most "
+                f"{MAX_CONDITIONAL_CRITICS} (each step's random draws must not overlap)"
+            )
+
+
 class GANTrainer:
     """Generator, discriminator, their optimizers, the optional EMA generator and the step."""
 
@@ -155,41 +137,22 @@ class GANTrainer:
         image_size: int,
         strategy: tf.distribute.Strategy | None = None,
         conditioning: Conditioning | None = None,
+        shared_backward: bool = True,
     ):
+        """``shared_backward=False`` takes two backward passes even where one would do (for
+        benchmarks: both give the same gradients)."""
         self.config = config
         self.conditioning = conditioning
         self.strategy = strategy or tf.distribute.get_strategy()
         replicas = self.strategy.num_replicas_in_sync
-        if config.batch_size % replicas:
-            raise ValueError(
-                f"train.batch_size ({config.batch_size}) must be divisible by the "
-                f"{replicas} replicas of the {type(self.strategy).__name__}"
-            )
+        check_batch_layout(
+            model_config, config, replicas, type(self.strategy).__name__, conditioning is not None
+        )
         self.replica_batch_size = config.batch_size // replicas
-        self.pack = model_config.pack
-        group = model_config.minibatch_stddev or 1
-        if self.replica_batch_size % (self.pack * group):
-            raise ValueError(
-                f"model.pack ({self.pack}) × model.minibatch_stddev ({group}) must divide each "
-                f"replica's batch ({self.replica_batch_size} of train.batch_size "
-                f"{config.batch_size}): a pack or a group must not straddle two replicas"
-            )
-        if conditioning is not None and config.n_critic > MAX_CONDITIONAL_CRITICS:
-            raise ValueError(
-                f"train.n_critic is {config.n_critic}; a conditional model allows at most "
-                f"{MAX_CONDITIONAL_CRITICS} (each step's random draws must not overlap)"
-            )
-        if config.consistency_weight > 0 and config.n_critic > MAX_CONDITIONAL_CRITICS:
-            raise ValueError(
-                f"train.n_critic is {config.n_critic}; train.consistency_weight allows at most "
-                f"{MAX_CONDITIONAL_CRITICS} (each step's random draws must not overlap)"
-            )
         attribute_dim = None if conditioning is None else conditioning.dim
         self.latent_dim = model_config.latent_dim
         self.image_size = image_size
         self.growth = GrowthSchedule.from_config(config)
-        self.scales = model_config.discriminator_scales
-        self.losses = get_losses(config.loss)
         self.precision = resolve_precision(config.mixed_precision).policy
         keras.mixed_precision.set_global_policy(
             "float32" if self.precision == "none" else self.precision
@@ -207,17 +170,32 @@ class GANTrainer:
                 self.perceptual = feature_network(config.perceptual_layers, image_size, weights)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self._refitted_at_step = None  # the step of the EMA generator's last standing statistics
+        self.parts = Parts(  # with the stage's networks in each trace
+            generator=self._networks["generator"],
+            discriminator=self._networks["discriminator"],
+            g_optimizer=self.g_optimizer,
+            d_optimizer=self.d_optimizer,
+            loss=get_losses(config.loss),
+            replicas=replicas,
+            pack=model_config.pack,
+            scales=model_config.discriminator_scales,
+            augment=config.augment,
+            consistency=config.consistency_weight,
+            penalty=config.gp_weight,
+            perceptual=self.perceptual and Perceptual(self.perceptual, config.perceptual_weight),
+        )
         # The gradient penalty makes L_D depend on the fake images outside their logits,
         # float16 would flush the floor's tiny image gradients to zero, a multi-scale D
         # gives each image one logit per scale, whose cotangents no single ratio maps, and
         # the minibatch stddev makes each logit depend on the other images of its group.
         self.shares_backward = (
-            config.gp_weight == 0
+            shared_backward
+            and config.gp_weight == 0
             and self.precision != "mixed_float16"
-            and len(self.scales) == 1
+            and len(model_config.discriminator_scales) == 1
             and model_config.minibatch_stddev is None
         )
-        self.stage = None
+        self.stage, self._fades = None, []
         if self.growth is None:
             self._trace()
         else:
@@ -274,7 +252,13 @@ class GANTrainer:
         self._trace()
 
     def _trace(self) -> None:
-        """New step functions, traced on their first call."""
+        """New step functions for the stage's networks, traced on their first call."""
+        self.parts = dataclasses.replace(
+            self.parts, generator=self.generator, discriminator=self.discriminator
+        )
+        self._critic_updates, self._generator_update = pick_updates(
+            self.config.update == "simultaneous", self.shares_backward, self.config.n_critic
+        )
         # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
         # takes the batches already drawn and holds every strategy.run of the update.
         jit_compile = resolve_jit_compile(self.config).jit_compile
@@ -310,333 +294,61 @@ class GANTrainer:
         step = int(self.step.numpy())
         return {"resolution": self.stage.resolution, "fade_alpha": self.growth.alpha(step)}
 
-    # -- randomness ---------------------------------------------------------------------
-
-    def _seed(self, purpose: int) -> tf.Tensor:
-        draw = self.step * _DRAWS_PER_STEP + purpose
-        return tf.stack([tf.constant(self.config.seed, tf.int64), draw])
-
-    def _transform_seed(self, purpose: int) -> tf.Tensor:
-        """Seeds of image transforms: negative draw numbers, a stream apart from the noise
-        and attributes of every step."""
-        return tf.stack([tf.constant(self.config.seed, tf.int64), -1 - self._seed(purpose)[1]])
-
-    def _replica_rows(self) -> tuple[tf.Tensor, int]:
-        """(first row, global batch): where this replica's images sit in the global batch."""
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        return replica * self.replica_batch_size, self.config.batch_size
-
-    def _augment(self, images: tf.Tensor, purpose: int) -> tf.Tensor:
-        """DiffAugment of this replica's images; a no-op unless ``train.augment`` is set."""
-        if not self.config.augment:
-            return images
-        rows = self._replica_rows()
-        return augment(images, self.config.augment, self._transform_seed(purpose), rows)
-
-    def _consistency_transform(self, images: tf.Tensor, draw: int) -> tf.Tensor:
-        """T(x) of consistency regularisation, for draw ``draw`` of the step (purposes counted
-        down from the top, clear of DiffAugment's, which count up)."""
-        seed = self._transform_seed(_DRAWS_PER_STEP - 1 - draw)
-        return consistency_transform(images, seed, self._replica_rows())
-
-    def _replica_slice(self, values: tf.Tensor) -> tf.Tensor:
-        """This replica's rows of a global-batch tensor."""
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        start = replica * self.replica_batch_size
-        return values[start : start + self.replica_batch_size]
-
-    def _noise(self, purpose: int) -> tf.Tensor:
-        shape = (self.config.batch_size, self.latent_dim)
-        return self._replica_slice(tf.random.stateless_normal(shape, self._seed(purpose)))
-
-    def _fake_attributes(self, draw: int) -> tf.Tensor | None:
-        """This replica's attribute vectors for the fake half of draw ``draw`` of the step."""
-        if self.conditioning is None:
-            return None
-        seed = self._seed(_FIRST_ATTRIBUTE_PURPOSE - draw)
-        codes = self.conditioning.draw(self.config.batch_size, seed)  # (global B, k)
-        return self._replica_slice(self.conditioning.encode(codes))
-
-    def _real(self, batch) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """Images and, for a conditional model, the one-hot attributes of their labels."""
-        if self.conditioning is None:
-            return self._at_stage_size(batch), None
-        images, labels = batch
-        attributes = self.conditioning.encode(self.conditioning.select(labels))
-        return self._at_stage_size(images), attributes
-
-    def _at_stage_size(self, images: tf.Tensor) -> tf.Tensor:
-        """Real images as the progressive stage's D sees them: average-pooled to its
-        resolution and, during a fade-in, blended as G's output is: (1 − α)·upsampled
-        half-size image + α·the image (Karras et al.). Unchanged without progressive growing."""
-        if self.stage is None:
-            return images
-        factor = self.image_size // self.stage.resolution
-        if factor > 1:
-            images = tf.nn.avg_pool2d(images, factor, factor, "VALID")
-        if self.stage.fading:
-            coarse = tf.nn.avg_pool2d(images, 2, 2, "VALID")
-            coarse = tf.repeat(tf.repeat(coarse, 2, axis=1), 2, axis=2)
-            images = coarse + self._alpha() * (images - coarse)
-        return images
-
-    def _alpha(self) -> tf.Tensor:
-        """α of the update in flight (``self.step`` counts the updates done before it)."""
-        done_in_phase = tf.cast(self.step - self._phase_start, tf.float32)
-        return (done_in_phase + 1.0) / (self.growth.fade + 1)
-
-    # -- the two networks, with their attributes when conditional -------------------------
-
-    def _generate(self, z, attributes) -> tf.Tensor:
-        return self.generator(model_inputs(z, attributes), training=True)
-
-    def _discriminate(self, images, attributes, training: bool) -> tf.Tensor:
-        return self.discriminator(model_inputs(images, attributes), training=training)
-
-    # -- per-replica updates ------------------------------------------------------------
-
-    def _logits(
-        self, real_images, real_attributes, fake_images, fake_attributes, draw: int
-    ) -> Logits:
-        """D's logits on the real and the fake half (augmented with draw ``draw`` of the step)
-        and, with consistency regularisation, on the real half flipped and shifted."""
-        # In D, `training` only drives the spectral norms' power iteration (D has no
-        # BatchNorm): the fake call refines u once and the real calls reuse it, so every
-        # half sees the same σ. Separate calls rather than one on [real; fake] let G's
-        # gradient run back through the fake half alone.
-        fake_images = self._augment(fake_images, 2 * draw + 1)
-        fake_logits = self._discriminate(fake_images, fake_attributes, training=True)
-        real_images = self._augment(real_images, 2 * draw)
-        real_logits = self._discriminate(real_images, real_attributes, training=False)
-        transformed_logits = None
-        if self.config.consistency_weight > 0:
-            transformed = self._consistency_transform(real_images, draw)
-            transformed_logits = self._discriminate(transformed, real_attributes, training=False)
-        return Logits(real_logits, fake_logits, transformed_logits)
-
-    def _adversarial_d_loss(self, logits: Logits) -> tf.Tensor:
-        """L_D [+ λ_cr·‖D(x) − D(T(x))‖²]: the terms of D's loss that its logits give."""
-        loss = self.losses.discriminator(logits.real, logits.fake)
-        if logits.transformed is not None:
-            consistency = consistency_loss(logits.real, logits.transformed)
-            loss += self.config.consistency_weight * consistency
-        return loss
-
-    def _d_loss(
-        self, real_images, real_attributes, fake_images, fake_attributes, alpha, draw: int
-    ) -> tuple[tf.Tensor, Logits]:
-        """L_D [+ λ_cr·CR] [+ λ·GP], and D's logits."""
-        logits = self._logits(real_images, real_attributes, fake_images, fake_attributes, draw)
-        loss = self._adversarial_d_loss(logits)
-        if self.config.gp_weight > 0:
-            # The interpolates carry the real attributes, as in StudioGAN's penalty.
-            critic = functools.partial(self._discriminate, attributes=real_attributes)
-            penalty = gradient_penalty(critic, real_images, fake_images, alpha, self.pack)
-            loss += self.config.gp_weight * penalty
-        return loss, logits
-
-    def _scaled(self, optimizer, loss: tf.Tensor) -> tf.Tensor:
-        """This replica's share of the global mean loss, times the float16 loss scale.
-
-        Call it inside the tape: the gradient is taken of what it returns.
-        """
-        return optimizer.scale_loss(loss / self.strategy.num_replicas_in_sync)
-
-    @staticmethod
-    def _apply(optimizer, gradients: list, model: keras.Model) -> None:
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-
-    def _d_update(self, real_images, real_attributes, z, fake_attributes, alpha, draw) -> dict:
-        fake_images = self._generate(z, fake_attributes)  # outside the tape: no G backward
-        with tf.GradientTape() as tape:
-            d_loss, logits = self._d_loss(
-                real_images, real_attributes, fake_images, fake_attributes, alpha, draw
-            )
-            d_scaled = self._scaled(self.d_optimizer, d_loss)
-        d_variables = self.discriminator.trainable_variables
-        self._apply(self.d_optimizer, tape.gradient(d_scaled, d_variables), self.discriminator)
-        return self._means(d_loss=d_loss, **self._logit_terms(logits))
-
-    def _joint_update(self, real_images, real_attributes, z, fake_attributes, alpha, draw) -> dict:
-        """D and G updates from one forward pass; G's gradient sees D before its update."""
-        gradients = self._shared_backward if self.shares_backward else self._two_backwards
-        d_gradients, g_gradients, metrics = gradients(
-            real_images, real_attributes, z, fake_attributes, alpha, draw
-        )
-        self._apply(self.d_optimizer, d_gradients, self.discriminator)
-        self._apply(self.g_optimizer, g_gradients, self.generator)
-        return metrics
-
-    def _two_backwards(self, real_images, real_attributes, z, fake_attributes, alpha, draw):
-        """D's and G's gradients from one tape each: two backward passes through D's fake half."""
-        with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
-            fake_images = self._generate(z, fake_attributes)
-            d_loss, logits = self._d_loss(
-                real_images, real_attributes, fake_images, fake_attributes, alpha, draw
-            )
-            g_loss = self.losses.generator(logits.fake)
-            extra = self._perceptual_terms(real_images, fake_images)
-            d_scaled = self._scaled(self.d_optimizer, d_loss)
-            g_scaled = self._scaled(self.g_optimizer, g_loss + self._weighted(extra))
-        d_gradients = d_tape.gradient(d_scaled, self.discriminator.trainable_variables)
-        g_gradients = g_tape.gradient(g_scaled, self.generator.trainable_variables)
-        metrics = self._means(d_loss=d_loss, g_loss=g_loss, **self._logit_terms(logits), **extra)
-        return d_gradients, g_gradients, metrics
-
-    def _shared_backward(self, real_images, real_attributes, z, fake_attributes, alpha, draw):
-        """D's and G's gradients from one backward pass through D.
-
-        Each fake image's logit receives a cotangent u_D from L_D and u_G from L_G. D treats
-        images independently (no BatchNorm; a packed D, each pack, whose images share their
-        logit's ratio), and backpropagation is linear in the cotangent, so the gradient an
-        image gets for G is its gradient under u_D times u_G / u_D. The
-        pass sends u_D, which gives D's weight gradient, and rescales each image's gradient
-        for G. Where u_D is 0 (hinge: D already rejects that fake by the margin), the pass
-        sends u_G × 2⁻³², a relative change to D's gradient far below float32's rounding.
-        The perceptual term depends on G only through the images: its image gradient is
-        added to what reaches G.
-        """
-        del alpha  # no gradient penalty here (see shares_backward)
-        with tf.GradientTape(persistent=True) as tape:
-            fake_images = self._generate(z, fake_attributes)
-            logits = self._logits(real_images, real_attributes, fake_images, fake_attributes, draw)
-            extra = self._perceptual_terms(real_images, fake_images)
-            perceptual_scaled = self._scaled(self.g_optimizer, self._weighted(extra))
-        outputs = [logit for logit in logits if logit is not None]
-        with tf.GradientTape(persistent=True) as loss_tape:
-            loss_tape.watch(outputs)
-            d_loss = self._adversarial_d_loss(logits)
-            g_loss = self.losses.generator(logits.fake)
-            d_scaled = self._scaled(self.d_optimizer, d_loss)
-            g_scaled = self._scaled(self.g_optimizer, g_loss)
-        u_real, u_fake, *u_transformed = loss_tape.gradient(d_scaled, outputs)
-        u_generator = loss_tape.gradient(g_scaled, logits.fake)
-        floor = _COTANGENT_FLOOR * u_generator
-        sent = tf.where(tf.abs(u_fake) >= tf.abs(floor), u_fake, floor)
-        *d_gradients, image_gradients = tape.gradient(
-            outputs,
-            [*self.discriminator.trainable_variables, fake_images],
-            output_gradients=[u_real, sent, *u_transformed],
-        )
-        per_logit = tf.math.divide_no_nan(u_generator, sent)
-        per_image = tf.reshape(tf.repeat(per_logit, self.pack, axis=0), (-1, 1, 1, 1))
-        image_gradients *= tf.cast(per_image, image_gradients.dtype)
-        if extra:
-            image_gradients += tf.cast(
-                tape.gradient(perceptual_scaled, fake_images), image_gradients.dtype
-            )
-        g_gradients = tape.gradient(
-            fake_images, self.generator.trainable_variables, output_gradients=image_gradients
-        )
-        metrics = self._means(d_loss=d_loss, g_loss=g_loss, **self._logit_terms(logits), **extra)
-        return d_gradients, g_gradients, metrics
-
-    def _g_update(self, real_images, z: tf.Tensor, attributes: tf.Tensor | None) -> dict:
-        with tf.GradientTape() as tape:
-            fake_images = self._generate(z, attributes)
-            augmented = self._augment(fake_images, 2 * self.config.n_critic + 1)
-            fake_logits = self._discriminate(augmented, attributes, training=True)
-            g_loss = self.losses.generator(fake_logits)
-            extra = self._perceptual_terms(real_images, fake_images)
-            g_scaled = self._scaled(self.g_optimizer, g_loss + self._weighted(extra))
-        g_variables = self.generator.trainable_variables
-        self._apply(self.g_optimizer, tape.gradient(g_scaled, g_variables), self.generator)
-        return self._means(g_loss=g_loss, **extra)
-
-    # -- the multi-scale D's and the perceptual loss's terms ------------------------------
-
-    def _logit_terms(self, logits: Logits) -> dict[str, tf.Tensor]:
-        """What the logits tell about D: ``d_real``, ``d_fake``, L_D of each scale's D
-        (``d_loss_scale<factor>``, for a multi-scale D) and ‖D(x) − D(T(x))‖²
-        (``consistency_loss``, with consistency regularisation)."""
-        terms = {"d_real": logits.real, "d_fake": logits.fake}
-        if len(self.scales) > 1:
-            losses = per_scale_losses(self.losses.discriminator, logits.real, logits.fake)
-            terms |= {f"d_loss_scale{f}": loss for f, loss in zip(self.scales, losses, strict=True)}
-        if logits.transformed is not None:
-            terms["consistency_loss"] = consistency_loss(logits.real, logits.transformed)
-        return terms
-
-    def _perceptual_terms(self, real_images, fake_images) -> dict[str, tf.Tensor]:
-        """``{"perceptual_loss": P}`` of this step's global batch; empty when it is off.
-
-        Each replica's batch means are summed over the replicas (an all-reduce whose
-        gradient is an all-reduce too), so P is the global batch's on every replica.
-        """
-        if self.perceptual is None:
-            return {}
-        context = tf.distribute.get_replica_context()
-        replicas = self.strategy.num_replicas_in_sync
-
-        def global_means(images) -> list[tf.Tensor]:
-            features = self.perceptual(vgg_input(images), training=False)
-            means = [tf.reduce_mean(tf.cast(f, tf.float32), axis=0) / replicas for f in features]
-            return context.all_reduce(SUM, means) if replicas > 1 else means
-
-        real_means = [tf.stop_gradient(m) for m in global_means(real_images)]
-        return {"perceptual_loss": perceptual_loss(real_means, global_means(fake_images))}
-
-    def _weighted(self, extra: dict[str, tf.Tensor]) -> tf.Tensor | float:
-        """λ·P, what the perceptual term adds to G's loss (0 when it is off)."""
-        if not extra:
-            return 0.0
-        return self.config.perceptual_weight * extra["perceptual_loss"]
-
-    def _means(self, **values: tf.Tensor) -> dict[str, tf.Tensor]:
-        """This replica's share of each global mean (summed over replicas afterwards)."""
-        replicas = self.strategy.num_replicas_in_sync
-        return {name: tf.reduce_mean(value) / replicas for name, value in values.items()}
-
-    def _replica_d_step(self, real_batch, critic: int, joint: bool) -> dict:
-        real_images, real_attributes = self._real(real_batch)
-        z = self._noise(2 * critic)
-        # One α per logit: the images of a pack are mixed alike.
-        alpha_shape = (self.config.batch_size // self.pack, 1, 1, 1)
-        alpha = tf.random.stateless_uniform(alpha_shape, self._seed(2 * critic + 1))
-        alpha = self._replica_slice(tf.repeat(alpha, self.pack, axis=0))
-        update = self._joint_update if joint else self._d_update
-        fake_attributes = self._fake_attributes(critic)
-        return update(real_images, real_attributes, z, fake_attributes, alpha, critic)
-
-    def _replica_g_step(self, real_batch) -> dict:
-        real_images, _ = self._real(real_batch)  # only the perceptual loss reads them
-        z = self._noise(_DRAWS_PER_STEP - 1)
-        return self._g_update(real_images, z, self._fake_attributes(self.config.n_critic))
-
     # -- one generator update -----------------------------------------------------------
 
     def _train_step(self, iterator) -> dict[str, tf.Tensor]:
-        """n_critic D updates and one G update; returns global means of the last updates."""
+        """n_critic critic steps (and G's own update); returns global means of the last."""
         return self._update([next(iterator) for _ in range(self.config.n_critic)])
 
     def _update_fn(self, real_batches: list) -> dict[str, tf.Tensor]:
-        if self.stage is not None and self.stage.fading:
-            alpha = self._alpha()
-            for fade in self._fades:
-                fade.alpha.assign(alpha)
-        simultaneous = self.config.update == "simultaneous"
-        for critic, real_batch in enumerate(real_batches):
-            joint = simultaneous and critic == len(real_batches) - 1
-            metrics = self.strategy.run(self._replica_d_step, args=(real_batch, critic, joint))
-        if not simultaneous:
-            metrics.update(self.strategy.run(self._replica_g_step, args=(real_batches[-1],)))
+        for fade in self._fades:  # a progressive run's fade-in layers: this update's α
+            fade.alpha.assign(self._alpha())
+        metrics = {}
+        critic_steps = zip(self._critic_updates, real_batches, strict=True)
+        for critic, (update, batch) in enumerate(critic_steps):
+            step = functools.partial(self._replica_step, update, critic)
+            metrics.update(self.strategy.run(step, args=(batch,)))
+        if self._generator_update is not None:  # fresh noise, the last real batch
+            step = functools.partial(self._replica_step, self._generator_update, len(real_batches))
+            metrics.update(self.strategy.run(step, args=(real_batches[-1],)))
         self.step.assign_add(1)
         if self.ema_generator is not None:
-            self._update_ema()
+            update_ema(
+                self._networks["ema_generator"],
+                self._networks["generator"],
+                self.step,
+                self.config.ema_start,
+                self.config.ema_decay,
+            )
         return {
             name: self.strategy.reduce(SUM, value, axis=None) for name, value in metrics.items()
         }
 
-    def _update_ema(self) -> None:
-        """ema ← decay·ema + (1 − decay)·w for trainable weights; a plain copy of the rest."""
-        started = self.step > self.config.ema_start
-        decay = tf.where(started, self.config.ema_decay, 0.0)
-        averages, weights = self._networks["ema_generator"], self._networks["generator"]
-        for average, weight in zip(averages.weights, weights.weights, strict=True):
-            if weight.trainable:
-                average.assign(decay * average + (1.0 - decay) * weight)
-            else:
-                average.assign(weight)
+    def _replica_step(self, update, critic: int, batch) -> dict[str, tf.Tensor]:
+        """Critic step ``critic`` (or G's own update, after the last) on this replica."""
+        draws = self._draws()
+        if critic < self.config.n_critic:
+            noise = draws.noise(critic, self.latent_dim)
+        else:
+            noise = draws.generator_noise(self.latent_dim)
+        fake = Half(noise, draws.attributes(critic, self.conditioning))
+        return update(self.parts, self._real(batch), fake, draws, critic)
+
+    def _draws(self) -> Draws:
+        return Draws(self.config.seed, self.step, self.config.batch_size, self.replica_batch_size)
+
+    def _real(self, batch) -> Half:
+        """Images at the stage's size and, for a conditional model, their labels' one-hots."""
+        images, attributes = batch, None
+        if self.conditioning is not None:
+            images, labels = batch
+            attributes = self.conditioning.encode(self.conditioning.select(labels))
+        if self.stage is not None:
+            images = at_stage_size(images, self.image_size, self.stage, self._alpha())
+        return Half(images, attributes)
+
+    def _alpha(self) -> tf.Tensor:
+        return fade_alpha(self.step, self._phase_start, self.growth.fade)
 
     # -- introspection for logging ------------------------------------------------------
 
