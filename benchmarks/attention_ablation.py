@@ -26,6 +26,7 @@ from benchmarks.experiments import finished, seed, value
 from benchmarks.train_step import random_batches, take_turns
 from sagan.config import Config, ModelConfig, load_config
 from sagan.model.networks import build_discriminator, build_generator
+from sagan.training.settings import resolve_settings
 from sagan.training.step import GANTrainer
 
 # (column title, metrics file, key, format)
@@ -54,9 +55,11 @@ def side_by_side_speed(config, rounds: int = 5, steps: int = 10) -> dict[bool, f
     batch = config.train.batch_size
     steps_by_attention = {
         attention: GANTrainer(
-            dataclasses.replace(config.model, attention=attention),
-            config.train,
-            config.data.image_size,
+            resolve_settings(
+                dataclasses.replace(
+                    config, model=dataclasses.replace(config.model, attention=attention)
+                )
+            )
         ).train_step
         for attention in (True, False)
     }

@@ -29,11 +29,12 @@ def train_rate(steps: int) -> float:
     """Images/s of params.yaml's train step on random batches."""
     from benchmarks.train_step import images_per_second, random_batches
     from sagan.config import load_config
+    from sagan.training.settings import resolve_settings
     from sagan.training.step import GANTrainer
 
     config = load_config()
     batch = config.train.batch_size
-    trainer = GANTrainer(config.model, config.train, config.data.image_size)
+    trainer = GANTrainer(resolve_settings(config))
     iterator = random_batches(batch, config.data.image_size)
     images_per_second(trainer.train_step, iterator, batch, 3)  # trace and warm up
     return images_per_second(trainer.train_step, iterator, batch, steps)

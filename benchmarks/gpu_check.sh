@@ -40,10 +40,14 @@ fi
 step 15 "GPUs" nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv
 step 45 "TensorFlow's view" python - <<'PY'
 import tensorflow as tf
-from sagan.precision import detect_hardware, resolve_precision
+from sagan.config import Config
+from sagan.hardware import detect_hardware
+from sagan.training.settings import resolve_settings
 print("TensorFlow", tf.__version__, "GPUs:", tf.config.list_physical_devices("GPU"))
 print("compute capabilities:", detect_hardware().gpu_capabilities)
-print("train.mixed_precision auto ->", resolve_precision("auto").reason)
+settings = resolve_settings(Config())  # the defaults: mixed_precision and jit_compile auto
+print("train.mixed_precision auto ->", settings.precision.reason)
+print("train.jit_compile auto ->", settings.xla.reason)
 PY
 # two pytest workers (addopts -n 2) share the GPU: each takes memory as it needs it
 TF_FORCE_GPU_ALLOW_GROWTH=true step 150 "unit tests, GPU visible" python -m pytest -q -x -p no:cacheprovider

@@ -32,6 +32,7 @@ from sagan.config import load_config
 from sagan.evaluation.validation import validation_scorer
 from sagan.files import read_csv_rows, write_csv_rows
 from sagan.training.session import prepared_manifest, training_conditioning
+from sagan.training.settings import resolve_settings
 from sagan.training.step import GANTrainer
 
 # The targets: (metric, "at most" | "at least", value).
@@ -69,7 +70,7 @@ def score_checkpoints(folder: Path, every: int, done: set[int]) -> list[dict[str
     config = load_config()
     manifest = prepared_manifest(config, paths.PREPARED_DIR)
     conditioning = training_conditioning(config, manifest, paths.PREPARED_DIR)
-    trainer = GANTrainer(config.model, config.train, config.data.image_size, None, conditioning)
+    trainer = GANTrainer(resolve_settings(config), conditioning)
     scorer = validation_scorer(config, paths.PREPARED_DIR, conditioning)
     checkpoint = tf.train.Checkpoint(**trainer.checkpointed())
     rows = []

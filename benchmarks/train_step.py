@@ -55,11 +55,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sagan.config import ModelConfig, TrainConfig
+from sagan.config import Config, DataConfig, ModelConfig, TrainConfig
 from sagan.model.networks import build_discriminator, build_generator
 from sagan.training.growth import GrowthSchedule
 from sagan.training.losses import hinge_d_loss, hinge_g_loss
-from sagan.training.step import GANTrainer, make_strategy
+from sagan.training.settings import make_strategy, resolve_settings
+from sagan.training.step import GANTrainer
 
 
 def forward_flops(model: keras.Model, input_shape: tuple[int, ...]) -> float:
@@ -233,9 +234,11 @@ def main() -> None:
         options = {"mixed_precision": "none", "jit_compile": False, **options}
         variant_model = dataclasses.replace(model, **options.pop("model", {}))
         update = options.pop("at_update", 1)
-        config = TrainConfig(batch_size=args.batch, **options)
+        train = TrainConfig(batch_size=args.batch, **options)
+        config = Config(data=DataConfig(image_size=size), model=variant_model, train=train)
         shared = name != "sagan two backward passes"
-        trainer = GANTrainer(variant_model, config, size, strategy, shared_backward=shared)
+        settings = resolve_settings(config, strategy)
+        trainer = GANTrainer(settings, shared_backward=shared)
         trainer.step.assign(update - 1)
         trainer.use_stage_of(update)
         variants[name] = lambda _, step=trainer.train_step: step(ours)

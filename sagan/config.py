@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from sagan.model import shapes
+
 PARAMS_FILE = "params.yaml"
 # DiffAugment's transforms (sagan.training.augment), in the order they apply.
 AUGMENTATIONS = ("color", "translation", "cutout")
@@ -265,9 +267,7 @@ def _check_combinations(config: Config) -> None:
                 "how many faces to generate), got null"
             )
     if model.attention:
-        # G and D attend between their base map (8x8; 4x4 for resnet) and the output.
-        base = 4 if model.architecture == "resnet" else 8
-        inner = [2 * base * 2**i for i in range(int(math.log2(data.image_size // (2 * base))))]
+        inner = shapes.inner_resolutions(model.architecture, data.image_size)
         for resolution in model.attention_resolutions:
             if resolution not in inner:
                 raise ConfigError(
@@ -404,7 +404,7 @@ def _check_discriminator_batches(model: ModelConfig, train: TrainConfig) -> None
 
 
 def _check_resnet(config: Config) -> None:
-    """The residual networks' own limits (their widths mirror sagan.model.resnet's rule)."""
+    """The residual networks' own limits."""
     model, image_size = config.model, config.data.image_size
     reference_only = {
         "model.kernel_size": (model.kernel_size, ModelConfig.kernel_size, "3x3 and 1x1 convs"),
@@ -420,13 +420,16 @@ def _check_resnet(config: Config) -> None:
                 "reference"
             )
     for resolution in model.attention_resolutions if model.attention else ():
-        # G's map at r has g_width * min(16, S/r) channels, D's d_width * min(16, S/2r).
         channels = {
-            "model.g_width": model.g_width * min(16, image_size // resolution),
-            "model.d_width": model.d_width * min(16, image_size // (2 * resolution)),
+            "model.g_width": shapes.resnet_generator_channels(
+                model.g_width, image_size, resolution
+            ),
+            "model.d_width": shapes.resnet_discriminator_channels(
+                model.d_width, image_size, resolution
+            ),
         }
         for key, count in channels.items():
-            if count % 8:
+            if count % shapes.ATTENTION_REDUCTION:
                 raise ConfigError(
                     f"{key}: the {resolution}x{resolution} map it makes has {count} channels, "
                     "which self-attention cannot divide by 8 (its query and key width): "

@@ -101,18 +101,27 @@ def conditioning():
     return conditioning_from_labels(("b", "a"), ("a", "b"), (3, 2), labels())
 
 
+def fingerprint_of(config: Config) -> str:
+    """The checkpoint folder name of ``config`` on this machine."""
+    from sagan.training.checkpoints import fingerprint
+    from sagan.training.settings import resolve_settings
+
+    return fingerprint(resolve_settings(config))
+
+
 def train_tiny(config: Config, root: Path, dataset=None):
     """``config`` trained by the real loop on :func:`images` at its data.image_size (or on
     ``dataset``) into ``root`` (checkpoints/, plots/); the trainer and the final metrics."""
     from sagan.training.loop import TrainPaths, train
+    from sagan.training.settings import resolve_settings
     from sagan.training.step import GANTrainer
 
     size = config.data.image_size
     attributes = conditioning() if config.model.conditional else None
-    trainer = GANTrainer(config.model, config.train, size, conditioning=attributes)
+    trainer = GANTrainer(resolve_settings(config), conditioning=attributes)
     paths = TrainPaths(checkpoints=root / "checkpoints", plots=root / "plots")
     default = labelled_images(image_size=size) if attributes else images(image_size=size)
-    return trainer, train(config, trainer, dataset or default, 64, paths)
+    return trainer, train(trainer, dataset or default, 64, paths)
 
 
 def stage_workspace(

@@ -17,9 +17,17 @@ from sagan.model.conditioning import model_inputs
 from sagan.model.layers import ConditionalBatchNormalization
 from sagan.model.networks import build_generator
 from sagan.sampling.faces import fixed_noise
-from sagan.training.checkpoints import fingerprint
+from sagan.training.settings import resolve_settings
 from sagan.training.step import GANTrainer
-from tests.helpers import BATCH, IMAGE_SIZE, conditioning, tiny_config, tiny_model, train_tiny
+from tests.helpers import (
+    BATCH,
+    IMAGE_SIZE,
+    conditioning,
+    fingerprint_of,
+    tiny_config,
+    tiny_model,
+    train_tiny,
+)
 
 
 def _batch_statistics(generator: keras.Model, batches: list) -> list[tuple[np.ndarray, ...]]:
@@ -65,7 +73,7 @@ def test_standing_statistics_are_the_mean_of_the_batch_statistics(conditional):
 
 def test_the_trainer_refits_on_train_standing_samples_faces_outside_the_run_identity():
     config = tiny_config(standing_samples=2 * BATCH)
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
+    trainer = GANTrainer(resolve_settings(config))
     batches = list(standing_inputs(16, config.train.seed, BATCH, 2 * BATCH))
     assert len(batches) == 2
     expected = _batch_statistics(trainer.ema_generator, batches)
@@ -74,7 +82,7 @@ def test_the_trainer_refits_on_train_standing_samples_faces_outside_the_run_iden
         np.testing.assert_allclose(layer.moving_mean.numpy(), mean, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(layer.moving_variance.numpy(), variance, rtol=1e-4, atol=1e-6)
     # Every update copies G's BatchNorm statistics over the refit: resuming may change it.
-    assert fingerprint(config) == fingerprint(tiny_config(standing_samples=512))
+    assert fingerprint_of(config) == fingerprint_of(tiny_config(standing_samples=512))
 
 
 def _pixel_fid(generator: keras.Model, real: np.ndarray) -> float:

@@ -25,6 +25,7 @@ import pytest
 import tensorflow as tf
 
 from sagan.config import AUGMENTATIONS, Config
+from sagan.training.settings import resolve_settings
 from sagan.training.step import GANTrainer
 from tests.helpers import conditioning, images, labelled_images, perceptual_options, tiny_config
 
@@ -86,9 +87,7 @@ def run_case(name: str, vgg19_weights: Path) -> dict:
     config = _config(name, vgg19_weights)
     attributes = conditioning() if config.model.conditional else None
     try:
-        trainer = GANTrainer(
-            config.model, config.train, config.data.image_size, conditioning=attributes
-        )
+        trainer = GANTrainer(resolve_settings(config), conditioning=attributes)
         batches = labelled_images() if attributes else images()
         iterator = iter(batches)
         updates = []

@@ -10,9 +10,9 @@ import pytest
 
 from sagan import hardware
 from sagan.hardware import Hardware, resolve_jit_compile, resolve_precision
-from sagan.training.checkpoints import fingerprint
+from sagan.training.settings import resolve_settings
 from sagan.training.step import GANTrainer
-from tests.helpers import IMAGE_SIZE, tiny_config
+from tests.helpers import fingerprint_of, tiny_config
 
 AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
 
@@ -72,14 +72,14 @@ def test_auto_trains_and_fingerprints_as_the_policy_it_resolves_to(probe):
         explicit = dataclasses.replace(
             auto, train=dataclasses.replace(auto.train, mixed_precision=policy)
         )
-        assert fingerprint(auto) == fingerprint(explicit)
-        trainer = GANTrainer(auto.model, auto.train, IMAGE_SIZE)
+        assert fingerprint_of(auto) == fingerprint_of(explicit)
+        trainer = GANTrainer(resolve_settings(auto))
         assert trainer.precision == policy
         assert keras.mixed_precision.global_policy().name == (
             "float32" if policy == "none" else policy
         )
     probe(_machine(gpus=((7, 5),)))
-    trainer = GANTrainer(auto.model, auto.train, IMAGE_SIZE)
+    trainer = GANTrainer(resolve_settings(auto))
     assert isinstance(trainer.g_optimizer, keras.optimizers.LossScaleOptimizer)
     assert not trainer.shares_backward  # float16 takes two backward passes
 
@@ -125,9 +125,9 @@ def test_auto_xla_trains_and_fingerprints_as_what_it_resolves_to(probe):
     for machine, xla in ((_machine("avx512_bf16"), False), (_machine(), True)):
         probe(machine)
         explicit = dataclasses.replace(auto, train=dataclasses.replace(auto.train, jit_compile=xla))
-        assert fingerprint(auto) == fingerprint(explicit)
-        assert fingerprint(auto) != fingerprint(
+        assert fingerprint_of(auto) == fingerprint_of(explicit)
+        assert fingerprint_of(auto) != fingerprint_of(
             dataclasses.replace(auto, train=dataclasses.replace(auto.train, jit_compile=not xla))
         )
-        trainer = GANTrainer(auto.model, auto.train, IMAGE_SIZE)
+        trainer = GANTrainer(resolve_settings(auto))
         assert trainer._update._jit_compile is xla  # tf.function's own record of the setting

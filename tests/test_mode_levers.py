@@ -13,8 +13,10 @@ from sagan.model.layers import MinibatchStddev, Pack
 from sagan.model.networks import build_discriminator
 from sagan.model.resnet import build_discriminator as build_resnet_discriminator
 from sagan.training.augment import consistency_transform, flip
+from sagan.training.draws import MAX_CONDITIONAL_CRITICS
 from sagan.training.losses import consistency_loss, gradient_penalty
-from sagan.training.step import MAX_CONDITIONAL_CRITICS, GANTrainer
+from sagan.training.settings import resolve_settings
+from sagan.training.step import GANTrainer
 from tests.helpers import IMAGE_SIZE, tiny_config, tiny_model, train_tiny
 
 
@@ -84,7 +86,8 @@ def test_a_replica_batch_must_hold_whole_packs_and_groups():
 
     config = tiny_config()  # a batch of 8: 2 images per replica
     with pytest.raises(ValueError, match=r"model.pack \(2\) × model.minibatch_stddev \(2\)"):
-        GANTrainer(tiny_model(pack=2, minibatch_stddev=2), config.train, 32, FourReplicas())
+        levers = dataclasses.replace(config, model=tiny_model(pack=2, minibatch_stddev=2))
+        GANTrainer(resolve_settings(levers, FourReplicas()))
 
 
 def test_the_gradient_penalty_of_a_packed_d_takes_the_norm_over_the_pack():
@@ -122,7 +125,7 @@ def test_the_consistency_transform_flips_and_shifts_each_image_alike_on_every_sp
 def test_consistency_regularisation_limits_the_critic_updates():
     config = tiny_config(consistency_weight=10.0, n_critic=MAX_CONDITIONAL_CRITICS + 1)
     with pytest.raises(ValueError, match="train.consistency_weight allows at most 20"):
-        GANTrainer(config.model, config.train, IMAGE_SIZE)
+        GANTrainer(resolve_settings(config))
 
 
 GROWTH = {"progressive": (16, 32), "progressive_steps": (1,)}  # 16px, then 32px fading in

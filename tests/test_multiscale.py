@@ -12,9 +12,10 @@ import tensorflow as tf
 
 from sagan.model.layers import SelfAttention
 from sagan.model.networks import build_discriminator
-from sagan.training.checkpoints import fingerprint, run_identity
+from sagan.training.checkpoints import run_identity
 from sagan.training.losses import LOSSES, gradient_penalty, per_scale_losses
-from tests.helpers import tiny_config, tiny_model
+from sagan.training.settings import resolve_settings
+from tests.helpers import fingerprint_of, tiny_config, tiny_model
 
 
 def _copy_scale(source, target, prefix: str) -> None:
@@ -65,10 +66,11 @@ def test_the_default_single_scale_is_todays_discriminator():
     assert names == ["sn_down1", "sn_down2", "attention_16", "sn_down3", "sn_logit"]
     assert default.output.shape == (None, 1)
     off = tiny_config()
-    assert "discriminator_scales" not in run_identity(off)["model"]
-    assert not {"perceptual_weight", "perceptual_layers"} & set(run_identity(off)["train"])
+    identity = run_identity(resolve_settings(off))
+    assert "discriminator_scales" not in identity["model"]
+    assert not {"perceptual_weight", "perceptual_layers"} & set(identity["train"])
     two = dataclasses.replace(off, model=tiny_model(discriminator_scales=(1, 2)))
-    assert fingerprint(two) != fingerprint(off)
+    assert fingerprint_of(two) != fingerprint_of(off)
 
 
 def test_each_scale_attends_where_its_feature_maps_reach_the_attention_resolutions():

@@ -17,6 +17,7 @@ from sagan.training.perceptual import (
     vgg19_weights_file,
     vgg_input,
 )
+from sagan.training.settings import resolve_settings
 from sagan.training.step import GANTrainer
 from tests.helpers import IMAGE_SIZE, images, perceptual_options, tiny_config
 
@@ -119,7 +120,7 @@ def _feature_gaps(weights, perceptual_weight: float, steps: int = 12):
     # D's learning rate tiny: what moves P is G's update, with λ·P against L_G.
     options = {**perceptual_options(weights), "perceptual_weight": perceptual_weight}
     config = tiny_config(steps=steps, g_lr=1e-3, d_lr=1e-9, ema_decay=None, **options)
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
+    trainer = GANTrainer(resolve_settings(config))
     iterator = iter(_fixed_batch_dataset())
     gaps = [float(trainer.train_step(iterator)["perceptual_loss"]) for _ in range(steps)]
     return gaps, trainer
@@ -132,7 +133,7 @@ def test_training_on_the_loss_closes_the_feature_gap_and_never_touches_vgg19(vgg
     # Each step's fake batch is new noise: compare the last three with the first three.
     assert np.mean(gaps[-3:]) < 0.85 * np.mean(gaps[:3]), gaps
     assert np.mean(gaps[-3:]) < 0.9 * np.mean(negligible[-3:]), (gaps, negligible)
-    fresh = feature_network(trainer.config.perceptual_layers, IMAGE_SIZE, vgg19_stand_in)
+    fresh = feature_network(trainer.train_config.perceptual_layers, IMAGE_SIZE, vgg19_stand_in)
     for trained, loaded in zip(trainer.perceptual.weights, fresh.weights, strict=True):
         np.testing.assert_array_equal(trained.numpy(), loaded.numpy())
     generator_variables = {id(v) for v in trainer.generator.trainable_variables}

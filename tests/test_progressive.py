@@ -17,11 +17,19 @@ from sagan.config import (
 from sagan.model.networks import build_discriminator, build_generator
 from sagan.model.progressive import Stage, grow_discriminator, grow_generator, stages
 from sagan.sampling.grids import upsample_nearest
-from sagan.training.checkpoints import fingerprint
 from sagan.training.growth import GrowthSchedule, at_stage_size, fade_alpha
 from sagan.training.session import save_outputs
+from sagan.training.settings import resolve_settings
 from sagan.training.step import GANTrainer
-from tests.helpers import IMAGE_SIZE, conditioning, images, tiny_config, tiny_model, train_tiny
+from tests.helpers import (
+    IMAGE_SIZE,
+    conditioning,
+    fingerprint_of,
+    images,
+    tiny_config,
+    tiny_model,
+    train_tiny,
+)
 
 # 32px: 16px for 3 updates, then 32px fading in over updates 4 and 5, alone from update 6.
 GROWTH = {"progressive": (16, 32), "progressive_steps": (3,), "progressive_fade": 2}
@@ -129,9 +137,9 @@ def test_the_epochs_budget_is_checked_once_it_is_known():
 def test_growth_has_its_own_fingerprint_and_its_keys_count_only_while_on():
     plain = tiny_config()
     unused_keys = tiny_config(progressive_steps=(7,), progressive_fade=9)
-    assert fingerprint(unused_keys) == fingerprint(plain)
-    assert fingerprint(growing_config()) != fingerprint(plain)
-    assert fingerprint(growing_config(progressive_fade=1)) != fingerprint(growing_config())
+    assert fingerprint_of(unused_keys) == fingerprint_of(plain)
+    assert fingerprint_of(growing_config()) != fingerprint_of(plain)
+    assert fingerprint_of(growing_config(progressive_fade=1)) != fingerprint_of(growing_config())
 
 
 @pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
@@ -243,7 +251,7 @@ def _layer_weights(model: keras.Model) -> list[tuple[str, list[tuple[int, ...]]]
 
 def test_each_phase_starts_with_fresh_adam_states():
     config = growing_config()
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
+    trainer = GANTrainer(resolve_settings(config))
     iterator = iter(images())
     for update in range(1, 5):
         trainer.begin_update(update)
@@ -299,6 +307,6 @@ def test_growth_trains_with_every_loss_precision_and_update(tmp_path, conditiona
 
 def test_the_conditional_stages_take_their_attributes():
     config = growing_config(True)
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=conditioning())
+    trainer = GANTrainer(resolve_settings(config), conditioning=conditioning())
     assert [i.name for i in trainer.discriminator.inputs] == ["images_at_16", "attributes"]
     assert trainer.discriminator.inputs[0].shape[1:] == (16, 16, 3)

@@ -24,9 +24,10 @@ from sagan.evaluation.validation import ValidationScorer, check_keep_best
 from sagan.model.networks import build_generator
 from sagan.paths import QUALITY_FILE
 from sagan.sampling.samples import write_samples
-from sagan.training.checkpoints import BEST_DIR, BEST_RECORD, fingerprint
+from sagan.training.checkpoints import BEST_DIR, BEST_RECORD
 from sagan.training.quality import MINUTES, STEP, is_better
-from tests.helpers import REPO, images, tiny_config
+from sagan.training.settings import resolve_settings
+from tests.helpers import REPO, fingerprint_of, images, tiny_config
 
 EVAL_SAMPLES = 24
 SETTINGS = EvaluateConfig(num_samples=EVAL_SAMPLES, kid_subset_size=8, kid_subsets=4)
@@ -106,7 +107,7 @@ def test_training_scores_equal_the_evaluate_path_on_the_same_samples(
 
 
 def _rows(root: Path, config) -> list[dict[str, str]]:
-    path = root / "checkpoints" / fingerprint(config) / "plots" / QUALITY_FILE
+    path = root / "checkpoints" / fingerprint_of(config) / "plots" / QUALITY_FILE
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -115,7 +116,7 @@ def _best(root: Path, config) -> dict:
     import json
 
     return json.loads(
-        (root / "checkpoints" / fingerprint(config) / BEST_DIR / BEST_RECORD).read_text()
+        (root / "checkpoints" / fingerprint_of(config) / BEST_DIR / BEST_RECORD).read_text()
     )
 
 
@@ -137,9 +138,9 @@ def _train(config, root: Path, scorer):
     from sagan.training.loop import TrainPaths, train
     from sagan.training.step import GANTrainer
 
-    trainer = GANTrainer(config.model, config.train, config.data.image_size)
+    trainer = GANTrainer(resolve_settings(config))
     paths = TrainPaths(checkpoints=root / "checkpoints", plots=root / "plots")
-    return trainer, train(config, trainer, images(), 64, paths, scorer=scorer)
+    return trainer, train(trainer, images(), 64, paths, scorer=scorer)
 
 
 def test_the_curve_has_a_row_per_evaluation_and_the_best_checkpoint_is_exported(
@@ -157,7 +158,7 @@ def test_the_curve_has_a_row_per_evaluation_and_the_best_checkpoint_is_exported(
     assert int(trainer.step.numpy()) == best_step  # the trainer holds the best state to export
     # The published plots hold the curve too (plots/train/quality.csv in the pipeline).
     assert (root / "plots" / QUALITY_FILE).read_text() == (
-        root / "checkpoints" / fingerprint(config) / "plots" / QUALITY_FILE
+        root / "checkpoints" / fingerprint_of(config) / "plots" / QUALITY_FILE
     ).read_text()
 
 

@@ -12,9 +12,10 @@ from sagan.config import Config, ConfigError, ModelConfig, config_from_dict
 from sagan.model.layers import ConditionalBatchNormalization
 from sagan.model.networks import build_discriminator, build_generator
 from sagan.model.saved import load_model
-from sagan.training.checkpoints import CheckpointError, Checkpoints, fingerprint, run_identity
+from sagan.training.checkpoints import CheckpointError, Checkpoints, run_identity
+from sagan.training.settings import resolve_settings
 from sagan.training.step import GANTrainer
-from tests.helpers import REPO, conditioning, images, labelled_images, tiny_config
+from tests.helpers import REPO, conditioning, fingerprint_of, images, labelled_images, tiny_config
 
 # Tiny residual networks: 8 channels on D's 16×16 map at 64 px (4·min(16, 64/32)).
 # The authors' networks: their D judges one image at a time (model.pack 1).
@@ -177,10 +178,10 @@ def test_attention_at_8_is_a_resnet_map_only():
 
 
 def test_the_default_run_identity_has_no_architecture_key():
-    assert "architecture" not in run_identity(Config())["model"]
+    assert "architecture" not in run_identity(resolve_settings(Config()))["model"]
     resnet = Config(model=ModelConfig(architecture="resnet"))
-    assert run_identity(resnet)["model"]["architecture"] == "resnet"
-    assert fingerprint(resnet) != fingerprint(Config())
+    assert run_identity(resolve_settings(resnet))["model"]["architecture"] == "resnet"
+    assert fingerprint_of(resnet) != fingerprint_of(Config())
 
 
 def _resnet_config(image_size: int, conditional: bool = False, **train) -> Config:
@@ -196,7 +197,7 @@ def _trainer(config: Config) -> tuple[GANTrainer, object]:
     """A resnet trainer of ``config`` and an iterator over random images of its size."""
     size, conditional = config.data.image_size, config.model.conditional
     attributes = conditioning() if conditional else None
-    trainer = GANTrainer(config.model, config.train, size, conditioning=attributes)
+    trainer = GANTrainer(resolve_settings(config), conditioning=attributes)
     return trainer, iter((labelled_images if conditional else images)(image_size=size))
 
 
@@ -254,10 +255,11 @@ def test_resnet_resumes_exactly_and_samples(tmp_path, image_size, conditional, o
     config = _resnet_config(image_size, conditional, deterministic=True, **options)
     first, iterator = _trainer(config)
     _train(first, iterator, (1, 2))
-    Checkpoints(tmp_path, config, 1, **first.checkpointed(), iterator=iterator).save(2)
+    settings = resolve_settings(config)
+    Checkpoints(tmp_path, settings, 1, **first.checkpointed(), iterator=iterator).save(2)
     _train(first, iterator, (3, 4))
     second, iterator = _trainer(config)
-    checkpoints = Checkpoints(tmp_path, config, 1, **second.checkpointed(), iterator=iterator)
+    checkpoints = Checkpoints(tmp_path, settings, 1, **second.checkpointed(), iterator=iterator)
     assert checkpoints.restore_latest()
     _train(second, iterator, (3, 4))
 
@@ -285,9 +287,9 @@ def test_a_checkpoint_of_the_other_architecture_is_refused_naming_it(tmp_path):
     resnet = dataclasses.replace(
         reference, model=dataclasses.replace(reference.model, architecture="resnet")
     )
-    Checkpoints(tmp_path, reference, 1, step=tf.Variable(3)).save(3)
+    Checkpoints(tmp_path, resolve_settings(reference), 1, step=tf.Variable(3)).save(3)
     # someone moves the reference run's checkpoints into the resnet run's folder
-    (tmp_path / fingerprint(reference)).rename(tmp_path / fingerprint(resnet))
+    (tmp_path / fingerprint_of(reference)).rename(tmp_path / fingerprint_of(resnet))
     expected = "model.architecture: 'reference' there, 'resnet' now"
     with pytest.raises(CheckpointError, match=expected):
-        Checkpoints(tmp_path, resnet, 1, step=tf.Variable(0)).restore_latest()
+        Checkpoints(tmp_path, resolve_settings(resnet), 1, step=tf.Variable(0)).restore_latest()

@@ -16,15 +16,16 @@ import tensorflow as tf
 from sagan.config import AUGMENTATIONS, Config
 from sagan.tracking import NullTracker
 from sagan.training import updates
-from sagan.training.checkpoints import CheckpointError, fingerprint
+from sagan.training.checkpoints import CheckpointError
 from sagan.training.draws import MAX_CONDITIONAL_CRITICS, Draws
 from sagan.training.loop import NonFiniteLossError, TrainPaths, total_steps, train
-from sagan.training.step import GANTrainer, make_strategy
+from sagan.training.settings import make_strategy, resolve_settings
+from sagan.training.step import GANTrainer
 from sagan.training.updates import Half
 from tests.helpers import (
-    IMAGE_SIZE,
     REPO,
     conditioning,
+    fingerprint_of,
     images,
     labelled_images,
     perceptual_options,
@@ -69,7 +70,7 @@ def test_epochs_win_over_steps():
 
 def test_ema_generator_averages_the_weights(tmp_path):
     config = tiny_config(ema_decay=0.5, ema_start=0, steps=1)
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
+    trainer = GANTrainer(resolve_settings(config))
     before = trainer.ema_generator.get_layer("project").kernel.numpy()
     iterator = iter(images())
     trainer.train_step(iterator)
@@ -109,7 +110,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, extension
     straight, _ = run(config, tmp_path / "straight")
 
     first_half = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=3))
-    assert fingerprint(first_half) == fingerprint(config)  # the budget is not part of the run
+    assert fingerprint_of(first_half) == fingerprint_of(config)  # the budget is not part of the run
     run(first_half, tmp_path / "resumed")
     resumed, _ = run(config, tmp_path / "resumed")  # new objects: only the checkpoint carries over
 
@@ -135,8 +136,8 @@ def test_a_checkpoint_of_another_model_is_refused(trained_run, tmp_path):
         tiny_config(), model=dataclasses.replace(tiny_config().model, g_width=16)
     )
     # Someone copies the narrow model's checkpoints into the wide model's folder.
-    source = tmp_path / "checkpoints" / fingerprint(tiny_config())
-    target = tmp_path / "checkpoints" / fingerprint(wider)
+    source = tmp_path / "checkpoints" / fingerprint_of(tiny_config())
+    target = tmp_path / "checkpoints" / fingerprint_of(wider)
     shutil.copytree(source, target)
     with pytest.raises(CheckpointError, match="other params"):
         run(wider, tmp_path)
@@ -150,7 +151,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path
     poisoned = images(nan_from=16)  # batches 1 and 2 are finite, batch 3 is NaN
     with pytest.raises(NonFiniteLossError, match="d_loss is nan at step 3"):
         run(config, tmp_path, poisoned)
-    directory = tmp_path / "checkpoints" / fingerprint(config)
+    directory = tmp_path / "checkpoints" / fingerprint_of(config)
     assert tf.train.latest_checkpoint(str(directory)).endswith("ckpt-2")
 
 
@@ -212,7 +213,7 @@ def test_the_fake_half_gets_attribute_rows_of_the_training_split():
 def test_a_conditional_trainer_limits_the_critic_updates():
     config = tiny_config(True, n_critic=MAX_CONDITIONAL_CRITICS + 1)
     with pytest.raises(ValueError, match="train.n_critic is 21"):
-        GANTrainer(config.model, config.train, IMAGE_SIZE, conditioning=conditioning())
+        GANTrainer(resolve_settings(config), conditioning=conditioning())
 
 
 def test_batch_must_split_over_the_replicas():
@@ -221,9 +222,8 @@ def test_batch_must_split_over_the_replicas():
 
     config = tiny_config()
     with pytest.raises(ValueError, match=r"train.batch_size \(6\) must be divisible"):
-        GANTrainer(
-            config.model, dataclasses.replace(config.train, batch_size=6), 32, FourReplicas()
-        )
+        six = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=6))
+        GANTrainer(resolve_settings(six, FourReplicas()))
 
 
 @pytest.mark.parametrize(
@@ -243,6 +243,7 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
         import dataclasses, sys
         from tests.helpers import conditioning, images, labelled_images, tiny_config
         from sagan.config import AUGMENTATIONS
+        from sagan.training.settings import resolve_settings
         from sagan.training.step import GANTrainer
 
         PERCEPTUAL = {
@@ -261,7 +262,8 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
             config = tiny_config(conditional, augment=augment, **extra)
             model = dataclasses.replace(config.model, discriminator_scales=scales, **model_options)
             attributes = conditioning() if conditional else None
-            trainer = GANTrainer(model, config.train, 32, strategy, attributes)
+            settings = resolve_settings(dataclasses.replace(config, model=model), strategy)
+            trainer = GANTrainer(settings, attributes)
             batches = labelled_images() if conditional else images()
             iterator = iter(strategy.experimental_distribute_dataset(batches))
             rows = []
@@ -324,7 +326,7 @@ def test_one_backward_pass_gives_the_gradients_of_two(
     config = tiny_config(conditional, loss=loss, augment=augment, **extra)
     model = dataclasses.replace(config.model, pack=2 if levers else 1)
     attributes = conditioning() if conditional else None
-    trainer = GANTrainer(model, config.train, IMAGE_SIZE, conditioning=attributes)
+    trainer = GANTrainer(resolve_settings(dataclasses.replace(config, model=model)), attributes)
     assert trainer.shares_backward
     draws = Draws(config.train.seed, trainer.step, 8, 8)
     real = Half(next(iter(images())), None)
@@ -377,7 +379,7 @@ def test_the_gradient_penalty_float16_and_several_scales_take_two_backward_passe
         tiny_config(mixed_precision="mixed_float16"),
         _with_scales(tiny_config(), 1, 2),
     ):
-        assert not GANTrainer(config.model, config.train, IMAGE_SIZE).shares_backward, config
+        assert not GANTrainer(resolve_settings(config)).shares_backward, config
 
 
 def test_ctrl_c_during_a_tracker_write_lets_it_finish_then_stops(tmp_path):
@@ -392,7 +394,7 @@ def test_ctrl_c_during_a_tracker_write_lets_it_finish_then_stops(tmp_path):
             self.logged.append(step)  # reached only if the signal did not raise here
 
     config = tiny_config(steps=8, checkpoint_every=100)
-    trainer = GANTrainer(config.model, config.train, IMAGE_SIZE)
+    trainer = GANTrainer(resolve_settings(config))
     paths = TrainPaths(checkpoints=tmp_path / "checkpoints", plots=tmp_path / "plots")
     tracker = CtrlCWhileLogging()
     # Python's own handler, as in a terminal: a shell that runs the tests in the background
@@ -400,12 +402,12 @@ def test_ctrl_c_during_a_tracker_write_lets_it_finish_then_stops(tmp_path):
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
-            train(config, trainer, images(), 64, paths, tracker)
+            train(trainer, images(), 64, paths, tracker)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
     finally:
         signal.signal(signal.SIGINT, inherited)
     assert tracker.logged == [2]
-    directory = tmp_path / "checkpoints" / fingerprint(config)
+    directory = tmp_path / "checkpoints" / fingerprint_of(config)
     assert tf.train.latest_checkpoint(str(directory)).endswith("ckpt-2")
 
 

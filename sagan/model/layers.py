@@ -11,6 +11,8 @@ import math
 import keras
 from keras import ops
 
+from sagan.model.shapes import ATTENTION_REDUCTION
+
 _WRAPPABLE = (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)
 
 
@@ -150,8 +152,9 @@ class SelfAttention(keras.layers.Layer):
         # The inner convs follow this layer's policy, not whatever the global one is when a
         # saved model is loaded (a mixed_bfloat16 generator loaded in a float32 process).
         policy = self.dtype_policy
-        self.query = _conv1x1(channels // 8, "query", self.spectral_norm, policy)
-        self.key = _conv1x1(channels // 8, "key", self.spectral_norm, policy)
+        reduced = channels // ATTENTION_REDUCTION
+        self.query = _conv1x1(reduced, "query", self.spectral_norm, policy)
+        self.key = _conv1x1(reduced, "key", self.spectral_norm, policy)
         self.value = _conv1x1(value_channels, "value", self.spectral_norm, policy)
         for conv in (self.query, self.key, self.value):
             conv.build(input_shape)

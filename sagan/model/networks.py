@@ -27,7 +27,7 @@ import math
 import keras
 
 from sagan.config import ConfigError, ModelConfig
-from sagan.model import resnet
+from sagan.model import resnet, shapes
 from sagan.model.layers import (
     ConditionalBatchNormalization,
     MinibatchStddev,
@@ -45,7 +45,7 @@ from sagan.model.parts import (
     symbolic_inputs,
 )
 
-BASE_RESOLUTION = 8  # G starts from, and D ends at, an 8×8 feature map
+BASE_RESOLUTION = shapes.REFERENCE_BASE  # G starts from, and D ends at, an 8×8 feature map
 
 
 def block_widths(width: int, num_blocks: int) -> list[int]:
@@ -63,7 +63,8 @@ def num_blocks(image_size: int) -> int:
 
 def inner_resolutions(image_size: int) -> list[int]:
     """The feature-map sizes between the 8×8 base and ``image_size`` (16, 32 at 64×64)."""
-    return [BASE_RESOLUTION * 2**i for i in range(1, num_blocks(image_size))]
+    num_blocks(image_size)  # a size the blocks reach
+    return shapes.inner_resolutions("reference", image_size)
 
 
 def attention_resolutions(config: ModelConfig, image_size: int) -> tuple[int, ...]:

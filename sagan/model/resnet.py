@@ -30,6 +30,7 @@ from __future__ import annotations
 import keras
 
 from sagan.config import ModelConfig
+from sagan.model import shapes
 from sagan.model.layers import (
     ConditionalBatchNormalization,
     GlobalSumPooling,
@@ -47,28 +48,19 @@ from sagan.model.parts import (
     self_attention,
     symbolic_inputs,
 )
+from sagan.model.shapes import (
+    MAX_MULTIPLIER,
+    RESNET_BASE,
+    resnet_discriminator_channels,
+    resnet_generator_channels,
+)
 
-BASE_RESOLUTION = 4  # G starts from, and D ends at, a 4×4 feature map
-MAX_MULTIPLIER = 16  # no map is wider than 16 × the width
-
-
-def generator_channels(width: int, image_size: int, resolution: int) -> int:
-    """Channels of G's ``resolution``-px map: w·min(16, S/r)."""
-    return width * min(MAX_MULTIPLIER, image_size // resolution)
-
-
-def discriminator_channels(width: int, image_size: int, resolution: int) -> int:
-    """Channels of D's ``resolution``-px map: w·min(16, S/2r)."""
-    return width * min(MAX_MULTIPLIER, image_size // (2 * resolution))
+BASE_RESOLUTION = RESNET_BASE  # G starts from, and D ends at, a 4×4 feature map
 
 
 def inner_resolutions(image_size: int) -> list[int]:
     """The feature-map sizes strictly between the 4×4 base and the image (8 … S/2)."""
-    sizes, resolution = [], 2 * BASE_RESOLUTION
-    while resolution < image_size:
-        sizes.append(resolution)
-        resolution *= 2
-    return sizes
+    return shapes.inner_resolutions("resnet", image_size)
 
 
 def build_generator(
@@ -97,12 +89,12 @@ def build_generator(
         return keras.layers.Add()([shortcut, h])
 
     resolution = BASE_RESOLUTION
-    base_channels = generator_channels(config.g_width, image_size, resolution)
+    base_channels = resnet_generator_channels(config.g_width, image_size, resolution)
     x = sn(keras.layers.Dense(resolution * resolution * base_channels, name="project"))(z)
     x = keras.layers.Reshape((resolution, resolution, base_channels))(x)
     while resolution < image_size:
         resolution *= 2
-        filters = generator_channels(config.g_width, image_size, resolution)
+        filters = resnet_generator_channels(config.g_width, image_size, resolution)
         x = up_block(x, filters, f"up{resolution}")
         if resolution in attend_at:
             x = self_attention(config, f"attention_{resolution}")(x)
@@ -139,7 +131,7 @@ def build_discriminator(
     x, resolution = packed(config, images), image_size
     while resolution > BASE_RESOLUTION:
         resolution //= 2
-        filters = discriminator_channels(config.d_width, image_size, resolution)
+        filters = resnet_discriminator_channels(config.d_width, image_size, resolution)
         x = block(x, filters, f"down{resolution}", first=resolution == image_size // 2)
         if resolution in attend_at:
             x = self_attention(config, f"attention_{resolution}")(x)

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from sagan.config import Config
 from sagan.files import atomic_directory, read_json, write_json
-from sagan.hardware import resolve_jit_compile, resolve_precision
+from sagan.training.settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -72,17 +71,18 @@ class CheckpointError(RuntimeError):
     """A checkpoint folder that cannot be restored into the current model."""
 
 
-def run_identity(config: Config) -> dict:
+def run_identity(settings: TrainingSettings) -> dict:
     """The params a checkpoint must share with the current run to be resumed.
 
     ``train.mixed_precision`` and ``train.jit_compile`` set to ``auto`` count as what they
-    resolve to on this machine.
+    resolved to.
     """
+    config = settings.config
     train = _without_off_values(config.train, _OFF_VALUES)
     unused = {key for owner, keys in _DEPENDENT_KEYS.items() if owner not in train for key in keys}
     train = {key: value for key, value in train.items() if key not in _BUDGET_KEYS | unused}
-    train["mixed_precision"] = resolve_precision(config.train.mixed_precision).policy
-    train["jit_compile"] = resolve_jit_compile(config.train).jit_compile
+    train["mixed_precision"] = settings.precision.policy
+    train["jit_compile"] = settings.xla.jit_compile
     model = {
         key: value
         for key, value in _without_off_values(config.model, _OFF_MODEL_VALUES).items()
@@ -103,20 +103,22 @@ def _without_off_values(section, off_values: dict) -> dict:
     }
 
 
-def fingerprint(config: Config) -> str:
-    identity = json.dumps(run_identity(config), sort_keys=True)
+def fingerprint(settings: TrainingSettings) -> str:
+    identity = json.dumps(run_identity(settings), sort_keys=True)
     return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
 class Checkpoints:
     """A ``tf.train.CheckpointManager`` over the trainer's state in its fingerprint folder."""
 
-    def __init__(self, root: Path, config: Config, keep: int, writer: bool = True, **state):
+    def __init__(
+        self, root: Path, settings: TrainingSettings, keep: int, writer: bool = True, **state
+    ):
         """``writer``: False for a multi-worker job's non-chief tasks. They restore from the
         chief's folder and write each save to a temporary folder that they delete, since
         every worker must take part in a save."""
-        self.directory = Path(root) / fingerprint(config)
-        self.identity = run_identity(config)
+        self.directory = Path(root) / fingerprint(settings)
+        self.identity = run_identity(settings)
         self.checkpoint = tf.train.Checkpoint(**state)
         self.writer = writer
         self.manager = None

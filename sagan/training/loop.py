@@ -82,7 +82,6 @@ class History:
 
 
 def train(
-    config: Config,
     trainer: GANTrainer,
     dataset: tf.data.Dataset,
     num_train_images: int,
@@ -100,6 +99,7 @@ def train(
     checkpoint, and write nothing else. ``scorer`` (with ``train.eval_every`` set) scores the
     sampling generator during training.
     """
+    config = trainer.settings.config
     tracker = tracker or NullTracker()
     # MultiWorkerMirroredStrategy's input iterators cannot be checkpointed. The data order is
     # a function of the seed, so a resumed job skips the batches already done instead.
@@ -107,7 +107,7 @@ def train(
     iterator = None if multi_worker else _distribute(trainer.strategy, dataset)
     checkpoints = Checkpoints(
         paths.checkpoints,
-        config,
+        trainer.settings,
         config.train.keep_checkpoints,
         writer=chief,
         **trainer.checkpointed(),

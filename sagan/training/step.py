@@ -44,8 +44,7 @@ import logging
 import keras
 import tensorflow as tf
 
-from sagan.config import ModelConfig, TrainConfig
-from sagan.hardware import resolve_jit_compile, resolve_precision
+from sagan.config import Config, ModelConfig, TrainConfig
 from sagan.model.batchnorm import refit_batch_norm, standing_inputs
 from sagan.model.conditioning import Conditioning
 from sagan.model.layers import SelfAttention, SpectralNormalization
@@ -53,28 +52,13 @@ from sagan.model.networks import build_discriminator, build_generator
 from sagan.model.progressive import Growing, grow_discriminator, grow_generator
 from sagan.training.draws import MAX_CONDITIONAL_CRITICS, Draws
 from sagan.training.ema import update_ema
-from sagan.training.growth import GrowthSchedule, at_stage_size, fade_alpha
+from sagan.training.growth import at_stage_size, fade_alpha
 from sagan.training.losses import get_losses
 from sagan.training.perceptual import feature_network, vgg19_weights_file
+from sagan.training.settings import TrainingSettings
 from sagan.training.updates import SUM, Half, Parts, Perceptual, pick_updates
 
 logger = logging.getLogger(__name__)
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """``auto`` picks MirroredStrategy when more than one GPU is visible, else the default."""
-    gpus = len(tf.config.list_logical_devices("GPU"))
-    if name == "auto":
-        name = "mirrored" if gpus > 1 else "default"
-    if name == "mirrored":
-        if gpus == 0:
-            logger.warning(
-                "train.strategy is mirrored but TensorFlow sees no GPU: training on the CPU"
-            )
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def _adam(learning_rate: float, config: TrainConfig, precision: str) -> keras.optimizers.Optimizer:
@@ -94,14 +78,11 @@ def _reset_adam(optimizer: keras.optimizers.Optimizer) -> None:
 
 
 def check_batch_layout(
-    model_config: ModelConfig,
-    config: TrainConfig,
-    replicas: int,
-    strategy_name: str,
-    conditional: bool,
+    config: Config, replicas: int, strategy_name: str, conditional: bool
 ) -> None:
     """ValueError unless the global batch splits into whole replica slices, packs and groups,
     and the critic steps' random draws stay apart."""
+    model_config, config = config.model, config.train
     if config.batch_size % replicas:
         raise ValueError(
             f"train.batch_size ({config.batch_size}) must be divisible by the "
@@ -132,28 +113,26 @@ class GANTrainer:
 
     def __init__(
         self,
-        model_config: ModelConfig,
-        config: TrainConfig,
-        image_size: int,
-        strategy: tf.distribute.Strategy | None = None,
+        settings: TrainingSettings,
         conditioning: Conditioning | None = None,
         shared_backward: bool = True,
     ):
         """``shared_backward=False`` takes two backward passes even where one would do (for
         benchmarks: both give the same gradients)."""
-        self.config = config
+        self.settings = settings
+        self.train_config = config = settings.config.train
+        model_config = settings.config.model
         self.conditioning = conditioning
-        self.strategy = strategy or tf.distribute.get_strategy()
+        self.strategy = settings.strategy or tf.distribute.get_strategy()
         replicas = self.strategy.num_replicas_in_sync
-        check_batch_layout(
-            model_config, config, replicas, type(self.strategy).__name__, conditioning is not None
-        )
+        strategy_name = type(self.strategy).__name__
+        check_batch_layout(settings.config, replicas, strategy_name, conditioning is not None)
         self.replica_batch_size = config.batch_size // replicas
         attribute_dim = None if conditioning is None else conditioning.dim
         self.latent_dim = model_config.latent_dim
-        self.image_size = image_size
-        self.growth = GrowthSchedule.from_config(config)
-        self.precision = resolve_precision(config.mixed_precision).policy
+        self.image_size = image_size = settings.image_size
+        self.growth = settings.growth
+        self.precision = settings.precision.policy
         keras.mixed_precision.set_global_policy(
             "float32" if self.precision == "none" else self.precision
         )
@@ -213,7 +192,7 @@ class GANTrainer:
             self.generator = build_generator(model_config, image_size, attribute_dim)
             self.discriminator = build_discriminator(model_config, image_size, attribute_dim)
             networks = {"generator": self.generator, "discriminator": self.discriminator}
-            if self.config.ema_decay is not None:
+            if self.train_config.ema_decay is not None:
                 networks["ema_generator"] = build_generator(model_config, image_size, attribute_dim)
         else:
 
@@ -224,7 +203,7 @@ class GANTrainer:
                 "generator": growing(grow_generator),
                 "discriminator": growing(grow_discriminator),
             }
-            if self.config.ema_decay is not None:
+            if self.train_config.ema_decay is not None:
                 self._growing["ema_generator"] = growing(grow_generator)
             networks = {name: grown.everything for name, grown in self._growing.items()}
         self.ema_generator = networks.get("ema_generator")
@@ -257,12 +236,13 @@ class GANTrainer:
             self.parts, generator=self.generator, discriminator=self.discriminator
         )
         self._critic_updates, self._generator_update = pick_updates(
-            self.config.update == "simultaneous", self.shares_backward, self.config.n_critic
+            self.train_config.update == "simultaneous",
+            self.shares_backward,
+            self.train_config.n_critic,
         )
         # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
         # takes the batches already drawn and holds every strategy.run of the update.
-        jit_compile = resolve_jit_compile(self.config).jit_compile
-        self._update = tf.function(self._update_fn, jit_compile=jit_compile)
+        self._update = tf.function(self._update_fn, jit_compile=self.settings.xla.jit_compile)
         self.train_step = tf.function(self._train_step)
 
     def begin_update(self, update: int) -> None:
@@ -298,7 +278,7 @@ class GANTrainer:
 
     def _train_step(self, iterator) -> dict[str, tf.Tensor]:
         """n_critic critic steps (and G's own update); returns global means of the last."""
-        return self._update([next(iterator) for _ in range(self.config.n_critic)])
+        return self._update([next(iterator) for _ in range(self.train_config.n_critic)])
 
     def _update_fn(self, real_batches: list) -> dict[str, tf.Tensor]:
         for fade in self._fades:  # a progressive run's fade-in layers: this update's α
@@ -317,8 +297,8 @@ class GANTrainer:
                 self._networks["ema_generator"],
                 self._networks["generator"],
                 self.step,
-                self.config.ema_start,
-                self.config.ema_decay,
+                self.train_config.ema_start,
+                self.train_config.ema_decay,
             )
         return {
             name: self.strategy.reduce(SUM, value, axis=None) for name, value in metrics.items()
@@ -327,7 +307,7 @@ class GANTrainer:
     def _replica_step(self, update, critic: int, batch) -> dict[str, tf.Tensor]:
         """Critic step ``critic`` (or G's own update, after the last) on this replica."""
         draws = self._draws()
-        if critic < self.config.n_critic:
+        if critic < self.train_config.n_critic:
             noise = draws.noise(critic, self.latent_dim)
         else:
             noise = draws.generator_noise(self.latent_dim)
@@ -335,7 +315,9 @@ class GANTrainer:
         return update(self.parts, self._real(batch), fake, draws, critic)
 
     def _draws(self) -> Draws:
-        return Draws(self.config.seed, self.step, self.config.batch_size, self.replica_batch_size)
+        return Draws(
+            self.train_config.seed, self.step, self.train_config.batch_size, self.replica_batch_size
+        )
 
     def _real(self, batch) -> Half:
         """Images at the stage's size and, for a conditional model, their labels' one-hots."""
@@ -384,9 +366,9 @@ class GANTrainer:
                 self.ema_generator,
                 standing_inputs(
                     self.latent_dim,
-                    self.config.seed,
-                    self.config.batch_size,
-                    self.config.standing_samples,
+                    self.train_config.seed,
+                    self.train_config.batch_size,
+                    self.train_config.standing_samples,
                     self.conditioning,
                 ),
             )

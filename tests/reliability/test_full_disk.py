@@ -18,6 +18,7 @@ from sagan.data.errors import DataError
 from sagan.data.prepare import prepare
 from sagan.training.checkpoints import CheckpointError
 from sagan.training.loop import TrainPaths, train
+from sagan.training.settings import resolve_settings
 from sagan.training.step import GANTrainer
 
 
@@ -66,10 +67,10 @@ def _config(steps: int) -> Config:
 def _train(config: Config, disk: Path) -> GANTrainer:
     import tensorflow as tf
 
-    trainer = GANTrainer(config.model, config.train, 32)
+    trainer = GANTrainer(resolve_settings(config))
     pixels = tf.random.stateless_uniform((64, 32, 32, 3), (0, 0), -1.0, 1.0)
     dataset = tf.data.Dataset.from_tensor_slices(pixels).repeat().batch(8)
-    train(config, trainer, dataset, 64, TrainPaths(disk / "checkpoints", disk / "plots"))
+    train(trainer, dataset, 64, TrainPaths(disk / "checkpoints", disk / "plots"))
     return trainer
 
 

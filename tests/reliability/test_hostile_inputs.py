@@ -41,6 +41,7 @@ from sagan.config import (
 from sagan.data.prepare import prepare
 from sagan.data.zipmembers import MAX_MEMBER_BYTES, list_members, read_member
 from sagan.training.checkpoints import CheckpointError, Checkpoints
+from sagan.training.settings import resolve_settings
 from sagan.training.step import GANTrainer
 from tests.helpers import REPO
 from tests.reliability.conftest import environment
@@ -306,9 +307,9 @@ def _tiny() -> Config:
 
 def _checkpoints(root: Path) -> tuple[Checkpoints, GANTrainer]:
     config = _tiny()
-    trainer = GANTrainer(config.model, config.train, 32)
+    trainer = GANTrainer(resolve_settings(config))
     state = {"generator": trainer.generator, "step": trainer.step}
-    return Checkpoints(root, config, 3, **state), trainer
+    return Checkpoints(root, resolve_settings(config), 3, **state), trainer
 
 
 @pytest.mark.parametrize("damaged", ["data", "index"])
