@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from sagan.data.testing import ZIP_NAME, write_celeba_standin
+from tests.celeba_standin import ZIP_NAME, write_celeba_standin
 
 log = logging.getLogger("benchmarks.prepare_celeba")
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from sagan.data.celeba import ATTRIBUTE_FILE, PARTITION_FILE
 from sagan.data.errors import DataError
 from sagan.data.manifest import Ignored
 from sagan.data.prepare import prepare
-from sagan.data.testing import (
+from tests.celeba_standin import (
     CELEBA_ATTRIBUTES,
     celeba_name,
     celeba_partition,

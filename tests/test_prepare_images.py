@@ -14,8 +14,8 @@ from PIL import Image
 
 from sagan.data.folder import ignore_reason
 from sagan.data.images import SmallImageError, SquareSpec, square_from_bytes
-from sagan.data.testing import random_jpeg
 from sagan.data.zipmembers import list_members, read_member
+from tests.celeba_standin import random_jpeg
 
 RED = (255, 0, 0)
 SPEC = SquareSpec(image_size=8, crop_size=None, upsample_small=True)

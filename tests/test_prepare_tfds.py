@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 from sagan.config import DataConfig
 from sagan.data.errors import DataError
 from sagan.data.prepare import prepare
-from sagan.data.testing import CELEBA_ATTRIBUTES
+from tests.celeba_standin import CELEBA_ATTRIBUTES
 
 
 def test_celeb_a_from_tfds_is_cropped_resized_and_labelled(tmp_path: Path, read_records) -> None:

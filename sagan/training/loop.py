@@ -31,6 +31,7 @@ from tqdm import tqdm
 from sagan.config import Config
 from sagan.files import TEMPORARY_PREFIX, atomic_directory, read_csv_rows, write_csv_rows
 from sagan.model.conditioning import model_inputs
+from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.paths import QUALITY_FILE
 from sagan.sampling.attention_maps import save_snapshot
 from sagan.sampling.faces import fixed_attributes, fixed_noise
@@ -79,6 +80,24 @@ class History:
     def append(self, row: dict[str, float]) -> None:
         self.rows.append(row)
         write_csv_rows(self.path, self.rows)
+
+
+def network_readings(trainer: GANTrainer) -> dict[str, float]:
+    """γ of every self-attention layer (``gamma_g_attention_16``, …), then σ of every
+    spectrally normalized layer (``sigma_d_sn_down1``, …), of the stage's G and D."""
+    networks = (("g", trainer.generator), ("d", trainer.discriminator))
+    layers = [(prefix, layer) for prefix, model in networks for layer in model.layers]
+    gammas = {
+        f"gamma_{prefix}_{layer.name}": float(layer.gamma.numpy())
+        for prefix, layer in layers
+        if isinstance(layer, SelfAttention)
+    }
+    sigmas = {
+        f"sigma_{prefix}_{layer.name}": float(layer.sigma().numpy())
+        for prefix, layer in layers
+        if isinstance(layer, SpectralNormalization)
+    }
+    return gammas | sigmas
 
 
 def train(
@@ -154,8 +173,7 @@ def train(
                 metrics = {
                     **losses,
                     **trainer.growth_metrics(),
-                    **trainer.attention_gammas(),
-                    **trainer.spectral_norms(),
+                    **network_readings(trainer),
                 }
                 metrics["images_per_second"] = timer.rate
                 history.append({"step": step, **metrics})
@@ -183,7 +201,7 @@ def train(
                 checkpoints.save(step)
                 raise KeyboardInterrupt
     if not metrics:  # the budget was already spent by the checkpoint we resumed from
-        metrics = {**trainer.attention_gammas(), **trainer.spectral_norms()}
+        metrics = network_readings(trainer)
     if evaluations is not None and evaluations.curve.best is not None:
         best = checkpoints.restore_best()  # what the stage exports
         logger.info(

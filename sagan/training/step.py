@@ -47,7 +47,6 @@ import tensorflow as tf
 from sagan.config import Config, ModelConfig, TrainConfig
 from sagan.model.batchnorm import refit_batch_norm, standing_inputs
 from sagan.model.conditioning import Conditioning
-from sagan.model.layers import SelfAttention, SpectralNormalization
 from sagan.model.networks import build_discriminator, build_generator
 from sagan.model.progressive import Growing, grow_discriminator, grow_generator
 from sagan.training.draws import MAX_CONDITIONAL_CRITICS, Draws
@@ -331,26 +330,6 @@ class GANTrainer:
 
     def _alpha(self) -> tf.Tensor:
         return fade_alpha(self.step, self._phase_start, self.growth.fade)
-
-    # -- introspection for logging ------------------------------------------------------
-
-    def attention_gammas(self) -> dict[str, float]:
-        """γ of every self-attention layer, keyed ``gamma_g_attention_16``, …"""
-        return {
-            f"gamma_{prefix}_{layer.name}": float(layer.gamma.numpy())
-            for prefix, model in (("g", self.generator), ("d", self.discriminator))
-            for layer in model.layers
-            if isinstance(layer, SelfAttention)
-        }
-
-    def spectral_norms(self) -> dict[str, float]:
-        """σ of every spectrally normalized layer of D (and G), keyed ``sigma_d_sn_down1``, …"""
-        return {
-            f"sigma_{prefix}_{layer.name}": float(layer.sigma().numpy())
-            for prefix, model in (("g", self.generator), ("d", self.discriminator))
-            for layer in model.layers
-            if isinstance(layer, SpectralNormalization)
-        }
 
     def sampling_generator(self) -> keras.Model:
         """The generator to sample from: the EMA one when training keeps it.

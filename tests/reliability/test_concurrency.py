@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sagan.config import Config
-from tests.reliability.conftest import commit, run, start
+from tests.reliability.helpers import commit, run, start
 
 STORE_LOCKED = ("database is locked", "already exists", "Online migration")
 

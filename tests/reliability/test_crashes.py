@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from sagan.files import TEMPORARY_PREFIX, sha256
 from tests.helpers import REPO
-from tests.reliability.conftest import edit_params, run, start
+from tests.reliability.helpers import edit_params, run, start
 
 pytestmark = pytest.mark.pipeline  # every test here runs dvc
 
