@@ -95,9 +95,10 @@ def _repro(repo: Path) -> set[str]:
     return set(re.findall(r"Running stage '(\w+)'", _run("dvc", "repro", cwd=repo)))
 
 
-def _tiny_repo(root: Path, changes: dict | None = None) -> Path:
+def _tiny_repo(root: Path, changes: dict | None = None, repro: bool = True) -> Path:
     """A copy of the project's tracked files in a fresh git repository, with tiny params (and
-    ``changes`` on top), after its first `dvc repro` (what it printed: ``repro.log`` beside it)."""
+    ``changes`` on top), after its first `dvc repro` (what it printed: ``repro.log`` beside it)
+    unless ``repro`` is False."""
     tracked = _run("git", "ls-files", cwd=REPO).splitlines()
     for name in tracked:
         if (REPO / name).is_file():
@@ -109,7 +110,26 @@ def _tiny_repo(root: Path, changes: dict | None = None) -> Path:
     _run("git", "init", "-q", cwd=root)
     _run("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=root)
     _run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny", cwd=root)
-    (root.parent / "repro.log").write_text(_run("dvc", "repro", cwd=root))
+    if repro:
+        (root.parent / "repro.log").write_text(_run("dvc", "repro", cwd=root))
+    return root
+
+
+def _queued_run(root: Path) -> Path:
+    """A tiny copy like :func:`_tiny_repo`'s, run as a queued experiment (`dvc exp run --queue`,
+    then `dvc queue start`: DVC's queue worker, in a temporary copy) and applied back to its
+    workspace."""
+    _tiny_repo(root, repro=False)
+    _run("dvc", "exp", "run", "--queue", "-n", "queued", cwd=root)
+    _run("dvc", "queue", "start", cwd=root)
+    deadline = time.monotonic() + 900
+    while "Queued" in (status := _run_stdout("dvc", "queue", "status", cwd=root)) or (
+        "Running" in status
+    ):
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+    assert "Success" in status, status + _run("dvc", "queue", "logs", "queued", cwd=root)
+    _run("dvc", "exp", "apply", "queued", cwd=root)
     return root
 
 
@@ -202,10 +222,12 @@ def test_a_second_repro_does_nothing(repo):
     assert "didn't change, skipping" in output and "Running stage" not in output
 
 
-def test_two_runs_of_one_commit_write_the_same_metrics(repo, tmp_path):
+def test_two_runs_of_one_commit_write_the_same_metrics_queued_or_not(repo, tmp_path):
     # train.deterministic (the default) and an encoder stage that repeats by itself: a second
-    # clone, trained from scratch, draws the same faces and scores them alike, to the bit.
-    again = _tiny_repo(tmp_path / "repo")
+    # clone, trained from scratch as a queued experiment (DVC's queue worker, in a temporary
+    # copy under .dvc/tmp/exps), draws the same faces as the first clone's workspace
+    # `dvc repro` and scores them alike, to the bit.
+    again = _queued_run(tmp_path / "repo")
     first = json.loads((repo.parent / "first_results.json").read_text())
     assert _results(again) == first
     assert first["eval.json"]["fid"] > 0 and set(first) >= {"train.json", "encoder.json"}
