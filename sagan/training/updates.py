@@ -93,9 +93,6 @@ class Parts:
     perceptual: Perceptual | None = None
 
 
-Gradients = tuple[list[tf.Tensor], list[tf.Tensor], dict[str, tf.Tensor]]
-
-
 # -- the default update --------------------------------------------------------------------
 
 
