@@ -12,9 +12,10 @@ Entering sweeps our temporaries (:func:`sagan.files.sweep_temporaries`) from the
 stage ``owns``: a run killed inside an atomic write leaves one behind, and DVC would publish
 it with the stage's outputs. Before :meth:`Stage.track`, a user error (one of the types
 given) is one log line and exit status 1, and Ctrl-C exit status 130: no run is touched.
-After it, the run ends FINISHED when the block does; a ``run_errors`` one marks it FAILED,
-one log line, exit 1; Ctrl-C marks it KILLED (a second Ctrl-C cannot cut that short), exit
-130; anything else marks it FAILED and propagates with its traceback.
+After it, the run ends FINISHED when the block does; a ``run_errors`` one marks it FAILED
+(unless the store is what failed), one log line, exit 1; Ctrl-C marks it KILLED (a second
+Ctrl-C cannot cut that short), exit 130; anything else marks it FAILED and propagates with
+its traceback.
 
 It imports only :mod:`sagan.files`, which every stage writes through anyway, so it adds no
 dvc.yaml dep on code a stage does not run.
@@ -90,7 +91,13 @@ class Stage:
                 signal.signal(signal.SIGINT, previous)
             return self._fail(self.interrupted, INTERRUPTED)
         else:
-            self.run.finish("FAILED")
+            try:
+                self.run.finish("FAILED")
+            except self.run_errors:
+                # The store failed as well (the run stays RUNNING until a rerun reopens it):
+                # the block's own error is the line to show, when it is one of ours.
+                if not isinstance(error, self.run_errors):
+                    raise
             if isinstance(error, self.run_errors):
                 return self._fail(error, 1)
         return False

@@ -14,6 +14,8 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +41,23 @@ REGISTERED_MODEL_DESCRIPTION = (
 
 class TrackingError(RuntimeError):
     """The tracking store cannot be reached or written."""
+
+
+@contextmanager
+def _store_errors(uri: str) -> Iterator[None]:
+    """MLflow's errors (a server gone mid-run among them: MLflow retries, then gives up) as one
+    line that names the store."""
+    from mlflow.exceptions import MlflowException
+    from requests import RequestException
+
+    try:
+        yield
+    except (MlflowException, RequestException) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TrackingError(
+            f"lost the MLflow store {uri} ({reason}); the checkpoints are kept: once it is "
+            "back, rerun the stage to resume into the same run"
+        ) from error
 
 
 class Tracker(Protocol):
@@ -98,17 +117,20 @@ class MlflowTracker:
 
         now = int(time.time() * 1000)
         entries = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=entries)
+        with _store_errors(self.tracking_uri):
+            self.client.log_batch(self.run_id, metrics=entries)
 
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_dir)
+        with _store_errors(self.tracking_uri):
+            self.client.log_artifact(self.run_id, str(path), artifact_dir)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
         entries = [Param(key, str(value)) for key, value in params.items()]
-        for start in range(0, len(entries), 100):  # MLflow takes at most 100 params a batch
-            self.client.log_batch(self.run_id, params=entries[start : start + 100])
+        with _store_errors(self.tracking_uri):
+            for start in range(0, len(entries), 100):  # MLflow takes at most 100 params a batch
+                self.client.log_batch(self.run_id, params=entries[start : start + 100])
 
     def log_python_model(
         self,
@@ -124,7 +146,7 @@ class MlflowTracker:
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
-        with mlflow.start_run(run_id=self.run_id):
+        with _store_errors(self.tracking_uri), mlflow.start_run(run_id=self.run_id):
             info = mlflow.pyfunc.log_model(
                 name="generator",
                 python_model=str(model_file),
@@ -191,7 +213,8 @@ class MlflowTracker:
         return str(created.version)
 
     def finish(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status)
+        with _store_errors(self.tracking_uri):
+            self.client.set_terminated(self.run_id, status)
 
 
 def start_run(

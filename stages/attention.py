@@ -26,7 +26,10 @@ logger = logging.getLogger("stages.attention")
 
 def main() -> int:
     user_errors = (ConfigError, TrackingError, FileNotFoundError, ValueError)
-    with Stage(logger, *user_errors, owns=[paths.ATTENTION_PLOTS_DIR]) as stage:
+    run_errors = (TrackingError,)  # the store lost after the run is reopened: one line too
+    with Stage(
+        logger, *user_errors, run_errors=run_errors, owns=[paths.ATTENTION_PLOTS_DIR]
+    ) as stage:
         config = load_config()
         # Before the run is reopened, as in generate: a missing or refused model is one
         # line and exit 1, and leaves the run as train left it.

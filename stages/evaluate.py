@@ -46,7 +46,10 @@ USER_ERRORS = (
 
 
 def main() -> int:
-    with Stage(logger, *USER_ERRORS, owns=[paths.EVAL_METRICS.parent]) as stage:
+    run_errors = (TrackingError,)  # the store lost after the run is reopened: one line too
+    with Stage(
+        logger, *USER_ERRORS, run_errors=run_errors, owns=[paths.EVAL_METRICS.parent]
+    ) as stage:
         config = load_config()
         settings = config.evaluate
         manifest = Manifest.read(paths.PREPARED_DIR)

@@ -22,7 +22,8 @@ logger = logging.getLogger("stages.generate")
 
 def main() -> int:
     user_errors = (ConfigError, TrackingError, FileNotFoundError, ValueError)
-    with Stage(logger, *user_errors, owns=[paths.SAMPLES_DIR]) as stage:
+    run_errors = (TrackingError,)  # the store lost after the run is reopened: one line too
+    with Stage(logger, *user_errors, run_errors=run_errors, owns=[paths.SAMPLES_DIR]) as stage:
         config = load_config()
         # Before the run is reopened: a missing model, or one refused in safe mode (it would
         # run code on load), or attributes it cannot honour, is one line and exit 1, and

@@ -37,7 +37,8 @@ def main() -> int:
         TrackingError,
         ClusterError,
         WorkerLostError,  # on the other workers, which hold no run: one line too
-        run_errors=(NonFiniteLossError, CheckpointError, WorkerLostError),
+        # TrackingError too: a store lost mid-run ends the stage with one line
+        run_errors=(NonFiniteLossError, CheckpointError, WorkerLostError, TrackingError),
         interrupted="interrupted; rerun the stage to resume from the last checkpoint",
         # checkpoints/ too: a temporary there would be published into plots/train on resume.
         owns=[

@@ -46,7 +46,7 @@ READS = {
 }
 OUTS = {
     "prepare": [paths.PREPARED_DIR],
-    "train": [paths.MODELS_DIR, paths.TRAIN_METRICS, paths.TRAIN_PLOTS_DIR, paths.CHECKPOINTS_DIR],
+    "train": [paths.MODELS_DIR, paths.TRAIN_METRICS, paths.TRAIN_PLOTS_DIR],
     "generate": [paths.SAMPLES_DIR],
     "attention": [paths.ATTENTION_PLOTS_DIR],
     "encoder": [paths.ENCODER_DIR, paths.ENCODER_METRICS],
@@ -102,6 +102,21 @@ def _out_paths(stage: dict) -> list[str]:
 @pytest.mark.parametrize("name", STAGES)
 def test_outs_are_the_paths_the_code_writes(name) -> None:
     assert _out_paths(_stage(name)) == [path.as_posix() for path in OUTS[name]]
+
+
+def test_every_out_reaches_a_fresh_clone() -> None:
+    """Cached outs travel through a DVC remote, the uncached ones (the metrics files) through
+    Git: after `dvc pull`, a clone has every out (tests/test_end_to_end.py pushes and pulls)."""
+    uncached = [
+        path
+        for name in STAGES
+        for out in _stage(name)["outs"]
+        if isinstance(out, dict)
+        for path, options in out.items()
+        if options.get("cache") is False
+    ]
+    assert uncached and all(path.startswith("metrics/") for path in uncached), uncached
+    assert "/metrics/" not in (REPO / ".gitignore").read_text()
 
 
 @pytest.mark.parametrize("name", STAGES)

@@ -74,6 +74,27 @@ def test_after_the_run_is_open_failures_mark_it(caplog) -> None:
     assert run.status == "FAILED"
 
 
+class LostStore(Run):
+    """A run whose store is gone: marking it fails as the block did."""
+
+    def finish(self, status: str = "FINISHED") -> None:
+        raise LossError("store gone")
+
+
+def test_a_store_lost_mid_run_is_the_one_line_the_stage_ends_with(caplog) -> None:
+    with _stage() as stage:
+        stage.track(LostStore())
+        raise LossError("lost the store http://a:1")
+    assert stage.exit_code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["lost the store http://a:1"]
+    # Not a run error: both tracebacks, the store's with the block's as its context.
+    with pytest.raises(LossError) as raised, _stage() as stage:
+        stage.track(LostStore())
+        raise UserError("unexpected")
+    assert isinstance(raised.value.__context__, UserError)
+
+
 def test_ctrl_c_marks_the_run_killed_and_exits_130(caplog) -> None:
     handler = signal.getsignal(signal.SIGINT)
     stage, run = _run(KeyboardInterrupt(), tracked=True)

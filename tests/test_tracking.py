@@ -15,6 +15,7 @@ from sagan.model.networks import build_generator
 from sagan.sampling.faces import sample_images
 from sagan.sampling.served import log_generator
 from sagan.tracking import (
+    MlflowTracker,
     TrackingError,
     reopen_run,
     repo_root,
@@ -110,6 +111,22 @@ def test_an_unreachable_store_fails_before_training(in_repo):
     config = Config(mlflow=MlflowConfig(tracking_uri="sqlite:///a_file/mlflow.db"))
     with pytest.raises(TrackingError, match="cannot use the MLflow store"):
         start_run(config, {})
+
+
+def test_a_server_lost_mid_run_is_one_line_that_names_it(in_repo, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own: minutes by default
+    tracker = MlflowTracker("http://127.0.0.1:9", run_id="0" * 32)  # nothing listens on port 9
+    for call in (
+        lambda: tracker.log_metrics({"d_loss": 1.0}, 2),
+        lambda: tracker.log_params({"train.steps": 4}),
+        lambda: tracker.finish("FAILED"),
+    ):
+        with pytest.raises(TrackingError) as raised:
+            call()
+        message = str(raised.value)
+        assert message.startswith("lost the MLflow store http://127.0.0.1:9 (")
+        assert "\n" not in message
+        assert message.endswith("rerun the stage to resume into the same run")
 
 
 def test_a_conditional_generator_asks_for_its_attributes(in_repo):
