@@ -22,6 +22,7 @@ import sys
 import sysconfig
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,9 @@ TINY = {
     "encoder": {"steps": 20, "batch_size": 16},
     "evaluate": {"num_samples": 40, "kid_subset_size": 16, "kid_subsets": 4},
 }
+
+
+GIT = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
 
 
 def _succeeded(*command: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -115,8 +119,8 @@ def _tiny_repo(root: Path, changes: dict | None = None, repro: bool = True) -> P
     _edit_params(root, TINY)
     _edit_params(root, changes or {})
     _run("git", "init", "-q", cwd=root)
-    _run("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=root)
-    _run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny", cwd=root)
+    _run(*GIT, "add", "-A", cwd=root)
+    _run(*GIT, "commit", "-qm", "tiny", cwd=root)
     if repro:
         (root.parent / "repro.log").write_text(_run("dvc", "repro", cwd=root))
     return root
@@ -359,9 +363,7 @@ def test_the_served_model_draws_the_faces_generate_drew_and_refuses_bad_requests
 @contextlib.contextmanager
 def _served(repo: Path, model_uri: str):
     """`mlflow models serve` on a free local port: its URL once it answers, stopped after."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _free_port()
     environment = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -378,16 +380,7 @@ def _served(repo: Path, model_uri: str):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stdout.read().decode()
-            assert time.monotonic() < deadline, "the model server did not answer in 180 s"
-            try:
-                if requests.get(f"{url}/ping", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
+        _wait_until_answering(server, f"{url}/ping", lambda: server.stdout.read().decode())
         yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -398,7 +391,22 @@ def _served(repo: Path, model_uri: str):
             server.wait()
 
 
-GIT = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_answering(server: subprocess.Popen, url: str, output: Callable[[], str]) -> None:
+    """Poll ``url`` until it answers (180 s at most); ``output()`` tells why if ``server`` dies."""
+    deadline = time.monotonic() + 180
+    while True:
+        assert server.poll() is None, output()
+        assert time.monotonic() < deadline, f"{url} did not answer in 180 s"
+        with contextlib.suppress(requests.ConnectionError):
+            if requests.get(url, timeout=5).ok:
+                return
+        time.sleep(0.5)
 
 
 def test_a_remote_carries_the_outputs_and_a_queued_rerun_of_the_commit_agrees(repo, tmp_path):

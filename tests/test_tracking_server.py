@@ -18,10 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from mlflow.tracking import MlflowClient
 
-from tests.test_end_to_end import _draw_from_best, _run, _tiny_repo
+from tests.test_end_to_end import (
+    _draw_from_best,
+    _free_port,
+    _run,
+    _tiny_repo,
+    _wait_until_answering,
+)
 
 pytestmark = pytest.mark.pipeline
 
@@ -37,13 +42,7 @@ LONG_TRAIN = {
         "eval_every": 100,
     }
 }
-WAIT = 180  # seconds: the server's start, a checkpoint's appearance, a stage's end
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+WAIT = 180  # seconds: a checkpoint's appearance, a stage's end
 
 
 def _environment(tracking_uri: str) -> dict[str, str]:
@@ -91,14 +90,8 @@ def _mlflow_server(root: Path, port: int):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            assert server.poll() is None, (root / "server.log").read_text()
-            assert time.monotonic() < deadline, f"mlflow server did not answer in {WAIT} s"
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=5).ok:
-                    break
-            time.sleep(0.5)
+        health = f"http://127.0.0.1:{port}/health"
+        _wait_until_answering(server, health, (root / "server.log").read_text)
         yield server
     finally:
         with contextlib.suppress(ProcessLookupError):
