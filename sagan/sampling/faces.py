@@ -91,7 +91,11 @@ def inference_graph(generator: keras.Model) -> Callable:
     Everything that draws faces for people to compare calls it, so that one seed gives the
     same faces whoever draws them.
     """
-    return tf.function(lambda inputs: generator(inputs, training=False), reduce_retracing=True)
+    return tf.function(
+        lambda inputs: generator(inputs, training=False),
+        reduce_retracing=True,
+        autograph=False,  # G branches on Python values only: nothing to rewrite
+    )
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:

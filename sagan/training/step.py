@@ -241,8 +241,12 @@ class GANTrainer:
         )
         # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
         # takes the batches already drawn and holds every strategy.run of the update.
-        self._update = tf.function(self._update_fn, jit_compile=self.settings.xla.jit_compile)
-        self.train_step = tf.function(self._train_step)
+        # autograph=False: the step branches and loops on Python values only, and rewriting
+        # the source of every function it calls took about half of its first trace.
+        self._update = tf.function(
+            self._update_fn, jit_compile=self.settings.xla.jit_compile, autograph=False
+        )
+        self.train_step = tf.function(self._train_step, autograph=False)
 
     def begin_update(self, update: int) -> None:
         """Ready update ``update`` (from 1): its stage's models, and fresh Adam states when it

@@ -105,7 +105,7 @@ def _on_uint8(model: keras.Model) -> Callable[[np.ndarray], Any]:
     """``model`` traced once for uint8 batches, mapped to [-1, 1] (the tanh range) inside."""
     size = model.input_shape[1]
 
-    @tf.function(input_signature=[tf.TensorSpec((None, size, size, 3), tf.uint8)])
+    @tf.function(input_signature=[tf.TensorSpec((None, size, size, 3), tf.uint8)], autograph=False)
     def apply(images: tf.Tensor) -> Any:
         return model(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False)
 
