@@ -1,13 +1,16 @@
-"""The fixtures the tests share: session-scoped prepared data, a trained tiny run and VGG19
-stand-in weights, and a reader of prepared records. (Plain helpers: tests/helpers.py.)"""
+"""The fixtures the tests share: session-scoped prepared data, a trained tiny run, VGG19
+stand-in weights, a folder all workers share, and a reader of prepared records. (Plain
+helpers: tests/helpers.py.)"""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import keras
 import numpy as np
 import pytest
 
@@ -23,6 +26,22 @@ class TrainedRun(NamedTuple):
         """A writable copy, for a test that goes on from this run."""
         shutil.copytree(self.root, target)
         return target
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Each test leaves Keras's float32 policy behind: a mixed-precision one is process-wide,
+    and the next test in the worker would build its layers with it."""
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(scope="session")
+def session_folder(tmp_path_factory) -> Path:
+    """A folder that every pytest worker of this session sees (pytest-xdist gives each worker
+    a base temporary folder of its own, under one parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
 
 
 @pytest.fixture(scope="session")

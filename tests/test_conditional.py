@@ -28,12 +28,6 @@ def _noise(batch: int = 4, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, 8)).astype("float32")
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    yield
-    keras.mixed_precision.set_global_policy("float32")
-
-
 def test_conditional_models_take_attributes_and_keep_their_shapes():
     generator = build_generator(CONFIG, 32, attribute_dim=5)
     discriminator = build_discriminator(CONFIG, 32, attribute_dim=5)

@@ -36,7 +36,9 @@ from sagan.data import synthetic
 from sagan.model.conditioning import model_inputs
 from sagan.model.saved import load_generator
 from sagan.sampling.faces import fixed_attributes, fixed_noise, generator_conditioning
-from tests.helpers import REPO, tensorflow_noise
+from tests import projects
+from tests.helpers import tensorflow_noise
+from tests.projects import PREPARED_LOG, edit_params, prepared_project
 
 pytestmark = pytest.mark.pipeline
 
@@ -70,35 +72,15 @@ TINY = {
 }
 
 
-GIT = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
-
-
-def _succeeded(*command: str, cwd: Path) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
-    result = subprocess.run(
-        command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=900
-    )
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
 def _run(*command: str, cwd: Path) -> str:
-    """What ``command`` printed, stdout and stderr."""
-    result = _succeeded(*command, cwd=cwd)
+    """What ``command`` printed, stdout and stderr (it must succeed)."""
+    result = projects.run(*command, cwd=cwd)
     return result.stdout + result.stderr
 
 
 def _run_stdout(*command: str, cwd: Path) -> str:
     """What ``command`` printed to stdout alone (dvc prints warnings to stderr)."""
-    return _succeeded(*command, cwd=cwd).stdout
-
-
-def _edit_params(repo: Path, changes: dict) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for section, values in changes.items():
-        params[section].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return projects.run(*command, cwd=cwd).stdout
 
 
 def _repro(repo: Path) -> set[str]:
@@ -106,23 +88,17 @@ def _repro(repo: Path) -> set[str]:
     return set(re.findall(r"Running stage '(\w+)'", _run("dvc", "repro", cwd=repo)))
 
 
-def _tiny_repo(root: Path, changes: dict | None = None, repro: bool = True) -> Path:
-    """A copy of the project's tracked files in a fresh git repository, with tiny params (and
-    ``changes`` on top), after its first `dvc repro` (what it printed: ``repro.log`` beside it)
-    unless ``repro`` is False."""
-    tracked = _run("git", "ls-files", cwd=REPO).splitlines()
-    for name in tracked:
-        if (REPO / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
-    (root / "dvc.lock").unlink(missing_ok=True)
-    _edit_params(root, TINY)
-    _edit_params(root, changes or {})
-    _run("git", "init", "-q", cwd=root)
-    _run(*GIT, "add", "-A", cwd=root)
-    _run(*GIT, "commit", "-qm", "tiny", cwd=root)
+def _tiny_repo(root: Path, shared: Path, changes: dict | None = None, repro: bool = True) -> Path:
+    """A prepared copy of the project with TINY params (tests/projects.py; ``changes`` on top,
+    committed), after its first `dvc repro` (what the stages printed: ``repro.log`` beside
+    it, the prepared project's part first) unless ``repro`` is False."""
+    prepared_project(root, TINY, shared)
+    if changes:
+        edit_params(root, changes)
+        projects.commit(root, "changes")
     if repro:
-        (root.parent / "repro.log").write_text(_run("dvc", "repro", cwd=root))
+        printed = (root.parent / PREPARED_LOG).read_text() + _run("dvc", "repro", cwd=root)
+        (root.parent / "repro.log").write_text(printed)
     return root
 
 
@@ -155,12 +131,32 @@ def _results(repo: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def repo(tmp_path_factory, session_folder) -> Path:
     """The tiny project after its first `dvc repro` (the tests below edit it further)."""
-    root = _tiny_repo(tmp_path_factory.mktemp("e2e") / "repo")
+    root = _tiny_repo(tmp_path_factory.mktemp("e2e") / "repo", session_folder)
     (root.parent / "first_results.json").write_text(json.dumps(_results(root)))
-    shutil.copy2(root / "params.yaml", root.parent / "first_params.yaml")
+    _keep_git_files(root, root.parent / "first")
     return root
+
+
+def _keep_git_files(repo: Path, into: Path) -> None:
+    """Copy what Git holds of a run (params.yaml, dvc.lock, metrics/) into ``into``, which
+    may go back with :func:`_restore_git_files`."""
+    into.mkdir()
+    for name in ("params.yaml", "dvc.lock"):
+        shutil.copy2(repo / name, into / name)
+    shutil.copytree(repo / "metrics", into / "metrics")
+
+
+def _restore_git_files(kept: Path, repo: Path) -> None:
+    """Back to the run that :func:`_keep_git_files` kept, as `git checkout` and
+    `dvc checkout` of its commit would: its files, then its outputs from DVC's cache."""
+    for name in ("params.yaml", "dvc.lock"):
+        shutil.copy2(kept / name, repo / name)
+    shutil.rmtree(repo / "metrics")
+    shutil.copytree(kept / "metrics", repo / "metrics")
+    _run("dvc", "checkout", cwd=repo)
+    assert json.loads(_run_stdout("dvc", "status", "--json", cwd=repo)) == {}
 
 
 def test_every_declared_output_exists(repo):
@@ -233,24 +229,23 @@ def test_a_second_repro_does_nothing(repo):
 def test_param_edits_rerun_only_the_stages_that_read_them(repo):
     original = (repo / "params.yaml").read_text()
     try:
-        _edit_params(repo, {"train": {"checkpoint_every": 7}})
+        edit_params(repo, {"train": {"checkpoint_every": 7}})
         assert _repro(repo) == set()
         (repo / "params.yaml").write_text(original)
         # evaluate and attention read disjoint params (tests/test_pipeline_dvc.py), so one
         # edit of each shows that each reruns its own stage only (train reads evaluate's
         # scoring settings, but not num_samples).
-        _edit_params(
+        edit_params(
             repo, {"evaluate": {"num_samples": 32}, "attention": {"queries": {"nose": [0.5, 0.5]}}}
         )
         assert _repro(repo) == {"evaluate", "attention"}
         (repo / "params.yaml").write_text(original)
-        _edit_params(repo, {"train": {"d_lr": 4.0e-4, "jit_compile": True}})
+        edit_params(repo, {"train": {"d_lr": 4.0e-4, "jit_compile": True}})
         assert _repro(repo) == {"train", "generate", "attention", "evaluate"}
     finally:
-        (repo / "params.yaml").write_text(original)
-        # Back to the first params: train finds their finished checkpoint and trains no step
-        # (the MLflow history below still ends at step 4), so the outputs come back unchanged.
-        _repro(repo)
+        # Back to the first run's files and outputs, for the tests below. (Run again, train
+        # would find that run's finished checkpoint and take no step: tests/test_training.py.)
+        _restore_git_files(repo.parent / "first", repo)
 
 
 def test_every_training_run_lands_whole_in_mlflow(repo):
@@ -412,12 +407,11 @@ def _wait_until_answering(server: subprocess.Popen, url: str, output: Callable[[
 def test_a_remote_carries_the_outputs_and_a_queued_rerun_of_the_commit_agrees(repo, tmp_path):
     # A local folder stands in for S3 (docs/tracking.md shows the same commands with S3).
     # The project is copied first: committing here would rename the runs' commit.
-    assert (repo / "params.yaml").read_text() == (repo.parent / "first_params.yaml").read_text()
+    assert (repo / "params.yaml").read_text() == (repo.parent / "first" / "params.yaml").read_text()
     origin = tmp_path / "origin"
     shutil.copytree(repo, origin, symlinks=True)
     _run("dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"), cwd=origin)
-    _run(*GIT, "add", "-A", cwd=origin)
-    _run(*GIT, "commit", "-qm", "the outputs' dvc.lock, the remote", cwd=origin)
+    projects.commit(origin, "the outputs' dvc.lock, the remote")
     _run("dvc", "push", cwd=origin)
 
     # A fresh clone pulls every output: nothing to rerun, the same generator.
@@ -473,7 +467,7 @@ def _experiment_fids(repo: Path) -> dict[str, float]:
 
 def test_a_conditional_pipeline_writes_its_attributes_and_metrics(repo):
     # Last in this module: it leaves the repository conditional.
-    _edit_params(
+    edit_params(
         repo,
         {
             "model": {"conditional": True, "pack": 1, "condition_on": ["glasses", "hair_colour"]},

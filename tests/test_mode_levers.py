@@ -20,12 +20,6 @@ from sagan.training.step import GANTrainer
 from tests.helpers import IMAGE_SIZE, tiny_config, tiny_model, train_tiny
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    yield
-    keras.mixed_precision.set_global_policy("float32")
-
-
 def test_minibatch_stddev_appends_each_groups_mean_spread():
     x = np.random.default_rng(0).normal(size=(8, 4, 4, 3)).astype("float32")
     x[4:] *= 3.0  # the second group spreads three times as far

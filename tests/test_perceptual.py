@@ -22,12 +22,6 @@ from sagan.training.step import GANTrainer
 from tests.helpers import IMAGE_SIZE, images, perceptual_options, tiny_config
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    yield
-    keras.mixed_precision.set_global_policy("float32")
-
-
 def test_the_loss_is_the_squared_gap_of_the_batch_mean_features_averaged_per_layer():
     rng = np.random.default_rng(0)
     shapes = [(6, 8, 8, 4), (6, 4, 4, 16)]

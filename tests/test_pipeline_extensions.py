@@ -13,16 +13,17 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from sagan.model.saved import load_model
-from tests.test_end_to_end import _edit_params, _repro, _run, _tiny_repo
+from tests.projects import edit_params
+from tests.test_end_to_end import _repro, _run, _tiny_repo
 
 pytestmark = pytest.mark.pipeline
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def repo(tmp_path_factory, session_folder) -> Path:
     """The tiny project with a two-scale discriminator, after its first `dvc repro`."""
     changes = {"model": {"discriminator_scales": [1, 2]}}
-    return _tiny_repo(tmp_path_factory.mktemp("extensions") / "repo", changes)
+    return _tiny_repo(tmp_path_factory.mktemp("extensions") / "repo", session_folder, changes)
 
 
 def _last_run_metrics(repo: Path) -> dict[str, float]:
@@ -54,7 +55,7 @@ def test_the_perceptual_loss_runs_the_pipeline_with_local_weights(repo, vgg19_st
         "perceptual_layers": ["block1_conv2", "block2_conv2"],
         "perceptual_weights": str(vgg19_stand_in),
     }
-    _edit_params(repo, {"model": {"discriminator_scales": [1]}, "train": perceptual})
+    edit_params(repo, {"model": {"discriminator_scales": [1]}, "train": perceptual})
     assert _repro(repo) == {"train", "generate", "attention", "evaluate"}
     assert "perceptual_loss" in _history_columns(repo)
     assert "d_loss_scale2" not in _history_columns(repo)

@@ -35,12 +35,6 @@ from tests.helpers import (
 GROWTH = {"progressive": (16, 32), "progressive_steps": (3,), "progressive_fade": 2}
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    yield
-    keras.mixed_precision.set_global_policy("float32")
-
-
 def growing_config(conditional: bool = False, **train_overrides) -> Config:
     return tiny_config(conditional, **{**GROWTH, "steps": 7, **train_overrides})
 

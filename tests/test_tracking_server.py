@@ -23,7 +23,6 @@ from mlflow.tracking import MlflowClient
 from tests.test_end_to_end import (
     _draw_from_best,
     _free_port,
-    _run,
     _tiny_repo,
     _wait_until_answering,
 )
@@ -106,11 +105,10 @@ def _checkpoint_files(repo: Path) -> set[Path]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def repo(tmp_path_factory, session_folder) -> Path:
     """The tiny project with a longer train, its stages before train run (they log nothing)."""
-    root = _tiny_repo(tmp_path_factory.mktemp("server") / "repo", LONG_TRAIN, repro=False)
-    _run("dvc", "repro", "reference", cwd=root)
-    return root
+    root = tmp_path_factory.mktemp("server") / "repo"
+    return _tiny_repo(root, session_folder, LONG_TRAIN, repro=False)
 
 
 def test_a_wrong_or_silent_server_is_refused_before_training(repo):

@@ -8,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -36,12 +35,6 @@ from tests.helpers import (
 
 def run(config: Config, tmp_path: Path, dataset=None) -> tuple[GANTrainer, dict]:
     return train_tiny(config, tmp_path, dataset)
-
-
-@pytest.fixture(autouse=True)
-def float32_policy():
-    yield
-    keras.mixed_precision.set_global_policy("float32")
 
 
 def test_training_runs_the_budget_and_writes_its_plots(trained_run):
@@ -128,6 +121,20 @@ def test_changed_params_start_fresh_in_their_own_folder(trained_run, tmp_path):
     trainer, _ = run(wider, tmp_path)
     assert int(trainer.step.numpy()) == 4
     assert len(list((tmp_path / "checkpoints").iterdir())) == 2
+
+
+def test_a_finished_run_started_again_takes_no_step_and_reads_its_networks(trained_run, tmp_path):
+    # What `dvc repro` does when params come back to those of a finished run.
+    tmp_path = trained_run.copy_to(tmp_path / "run")
+    history = (tmp_path / "plots" / "history.csv").read_text()
+    no_batches = images().take(0)  # a step would fail
+    trainer, metrics = run(tiny_config(), tmp_path, no_batches)
+    assert int(trainer.step.numpy()) == 4 and metrics["steps"] == 4
+    assert (tmp_path / "plots" / "history.csv").read_text() == history
+    readings = {key for key in metrics if key.startswith(("sigma_", "gamma_"))}
+    assert "gamma_g_attention_16" in readings
+    for key in readings:  # the restored networks, as the first run left them
+        assert metrics[key] == pytest.approx(trained_run.metrics[key], rel=1e-6), key
 
 
 def test_a_checkpoint_of_another_model_is_refused(trained_run, tmp_path):

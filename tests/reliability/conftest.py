@@ -7,14 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.helpers import make_repo
+from tests.projects import commit, edit_params, prepared_project, tiny_project
+from tests.reliability.helpers import TINY
 
 
 @pytest.fixture
-def tiny_repo(tmp_path) -> Callable[..., Path]:
-    """``tiny_repo(name="repo", changes=None)``: a fresh tiny project under tmp_path."""
+def tiny_repo(tmp_path, session_folder) -> Callable[..., Path]:
+    """``tiny_repo(name="repo", changes=None, prepared=False)``: a fresh tiny project under
+    tmp_path (TINY, ``changes`` on top), committed; ``prepared``: its stages before train
+    have run (tests/projects.py)."""
 
-    def make(name: str = "repo", changes: dict | None = None) -> Path:
-        return make_repo(tmp_path / name, changes)
+    def make(name: str = "repo", changes: dict | None = None, prepared: bool = False) -> Path:
+        root = tmp_path / name
+        if prepared:
+            repo = prepared_project(root, TINY, session_folder)
+        else:
+            repo = tiny_project(root, TINY)
+        if changes:
+            edit_params(repo, changes)
+            commit(repo, "changes")
+        return repo
 
     return make

@@ -16,7 +16,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sagan.config import Config
-from tests.reliability.helpers import commit, run, start
+from tests.projects import run
+from tests.reliability.helpers import start
 
 STORE_LOCKED = ("database is locked", "already exists", "Online migration")
 
@@ -73,11 +74,9 @@ def _experiments(repo: Path) -> dict[str, dict]:
 
 @pytest.mark.pipeline
 def test_two_queued_experiments_run_side_by_side_are_recorded_whole(tiny_repo):
-    repo = tiny_repo()
-    # The stages that do not track run first, so the two experiments reach train together,
+    # The stages that do not track have run, so the two experiments reach train together,
     # against a store that does not exist yet: the worst case for SQLite.
-    run("dvc", "repro", "reference", cwd=repo)
-    commit(repo, "prepared")
+    repo = tiny_repo(prepared=True)
     assert not (repo / "mlflow.db").exists()
     for d_lr in ("0.0002", "0.0003"):
         run("dvc", "exp", "run", "--queue", "-S", f"train.d_lr={d_lr}", cwd=repo)

@@ -26,7 +26,8 @@ from mlflow.tracking import MlflowClient
 
 from sagan.files import TEMPORARY_PREFIX, sha256
 from tests.helpers import REPO
-from tests.reliability.helpers import edit_params, run, start
+from tests.projects import edit_params, run
+from tests.reliability.helpers import start
 
 pytestmark = pytest.mark.pipeline  # every test here runs dvc
 
@@ -203,7 +204,7 @@ os.replace = _replace_or_die
 
 
 def test_sigkill_inside_a_snapshot_write_publishes_no_temporary(tiny_repo, tmp_path):
-    repo = tiny_repo()
+    repo = tiny_repo(prepared=True)
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(KILL_BEFORE_SNAPSHOT_RENAME)
@@ -226,8 +227,7 @@ def test_sigkill_inside_a_snapshot_write_publishes_no_temporary(tiny_repo, tmp_p
 
 def test_ctrl_c_during_training_saves_a_checkpoint_and_marks_the_run(tiny_repo):
     # No periodic checkpoint: the only one before the end is the one Ctrl-C saves.
-    repo = tiny_repo(changes={"train": {"steps": 2000, "checkpoint_every": 5000}})
-    run("dvc", "repro", "prepare", cwd=repo)
+    repo = tiny_repo(changes={"train": {"steps": 2000, "checkpoint_every": 5000}}, prepared=True)
     repro = start("dvc", "repro", "train", cwd=repo, new_session=True)
     deadline = time.monotonic() + 300
     while not list(repo.glob("checkpoints/*/plots/samples/*.png")):  # the loop is running

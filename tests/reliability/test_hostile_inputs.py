@@ -44,7 +44,7 @@ from sagan.training.checkpoints import CheckpointError, Checkpoints
 from sagan.training.settings import resolve_settings
 from sagan.training.step import GANTrainer
 from tests.helpers import REPO
-from tests.reliability.helpers import environment
+from tests.projects import environment
 
 FOLDER = DataConfig(
     source="folder",
