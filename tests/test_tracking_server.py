@@ -13,13 +13,13 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.projects import environment
 from tests.test_end_to_end import (
     _draw_from_best,
     _free_port,
@@ -46,8 +46,7 @@ WAIT = 180  # seconds: a checkpoint's appearance, a stage's end
 
 def _environment(tracking_uri: str) -> dict[str, str]:
     return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **environment(),
         "MLFLOW_TRACKING_URI": tracking_uri,
         # MLflow's own retries wait minutes for a server that is gone; the test, seconds.
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
