@@ -81,28 +81,28 @@ def check_batch_layout(
 ) -> None:
     """ValueError unless the global batch splits into whole replica slices, packs and groups,
     and the critic steps' random draws stay apart."""
-    model_config, config = config.model, config.train
-    if config.batch_size % replicas:
+    model, train = config.model, config.train
+    if train.batch_size % replicas:
         raise ValueError(
-            f"train.batch_size ({config.batch_size}) must be divisible by the "
+            f"train.batch_size ({train.batch_size}) must be divisible by the "
             f"{replicas} replicas of the {strategy_name}"
         )
-    replica_batch = config.batch_size // replicas
-    group = model_config.minibatch_stddev or 1
-    if replica_batch % (model_config.pack * group):
+    replica_batch = train.batch_size // replicas
+    group = model.minibatch_stddev or 1
+    if replica_batch % (model.pack * group):
         raise ValueError(
-            f"model.pack ({model_config.pack}) × model.minibatch_stddev ({group}) must divide "
-            f"each replica's batch ({replica_batch} of train.batch_size {config.batch_size}): "
+            f"model.pack ({model.pack}) × model.minibatch_stddev ({group}) must divide "
+            f"each replica's batch ({replica_batch} of train.batch_size {train.batch_size}): "
             "a pack or a group must not straddle two replicas"
         )
     limited = {
         "a conditional model": conditional,
-        "train.consistency_weight": config.consistency_weight > 0,
+        "train.consistency_weight": train.consistency_weight > 0,
     }
     for feature in (name for name, on in limited.items() if on):
-        if config.n_critic > MAX_CONDITIONAL_CRITICS:
+        if train.n_critic > MAX_CONDITIONAL_CRITICS:
             raise ValueError(
-                f"train.n_critic is {config.n_critic}; {feature} allows at most "
+                f"train.n_critic is {train.n_critic}; {feature} allows at most "
                 f"{MAX_CONDITIONAL_CRITICS} (each step's random draws must not overlap)"
             )
 
