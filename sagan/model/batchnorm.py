@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 import keras
 import tensorflow as tf
 
+from sagan import randomness
 from sagan.model.conditioning import Conditioning, model_inputs
 from sagan.model.layers import ConditionalBatchNormalization
 
@@ -62,10 +63,8 @@ def standing_inputs(
     attributes drawn at training frequencies): the same for the same seed every time."""
     stream = tf.constant([seed, _STANDING_PURPOSE], tf.int64)
     for index in range(count // batch_size):
-        noise_seed, attribute_seed = tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(stream, index), 2
-        )
-        z = tf.random.stateless_normal((batch_size, latent_dim), noise_seed)
+        noise_seed, attribute_seed = randomness.split(randomness.fold_in(stream, index), 2)
+        z = randomness.normal((batch_size, latent_dim), noise_seed)
         attributes = None
         if conditioning is not None:
             attributes = conditioning.encode(conditioning.draw(batch_size, attribute_seed))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from sagan import randomness
 from sagan.config import ConfigError
 from sagan.files import read_json, write_json
 
@@ -55,9 +56,8 @@ class Conditioning:
         """
         cumulative = tf.constant(np.cumsum(self.counts), tf.int64)  # (U,)
         seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-        images = tf.random.stateless_uniform(
-            (count,), seed, minval=tf.constant(0, tf.int64), maxval=cumulative[-1], dtype=tf.int64
-        )  # a training image, by its position among the rows' counts
+        # a training image, by its position among the rows' counts
+        images = randomness.integers(count, seed, cumulative[-1])  # (count,)
         rows = tf.searchsorted(cumulative, images, side="right")  # (count,)
         return tf.gather(tf.constant(self.rows, tf.int32), rows)
 

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from sagan import randomness
 from sagan.model.conditioning import Conditioning, model_inputs, read_conditioning, sweep_codes
 from sagan.sampling.grids import to_uint8
 
@@ -30,7 +31,7 @@ def generator_conditioning(generator: keras.Model, path: Path) -> Conditioning |
 def fixed_noise(seed: int, latent_dim: int, count: int) -> tf.Tensor:
     """The noise of the training progress grids (and the attention figures) of a seed."""
     stream = tf.constant([seed, _FIXED_NOISE_PURPOSE], tf.int64)
-    return tf.random.stateless_normal((count, latent_dim), stream)
+    return randomness.normal((count, latent_dim), stream)
 
 
 def fixed_attributes(conditioning: Conditioning | None, seed: int, count: int) -> tf.Tensor | None:
@@ -47,7 +48,7 @@ def fixed_attributes(conditioning: Conditioning | None, seed: int, count: int) -
 
 def latent_noise(latent_dim: int, count: int, seed: int) -> tf.Tensor:
     """The samples' noise (count, latent_dim); the first n are the same whatever ``count``."""
-    return tf.random.stateless_normal((count, latent_dim), seed=(seed, 0))
+    return randomness.normal((count, latent_dim), (seed, 0))
 
 
 def latent_batches(latent_dim: int, count: int, seed: int, batch_size: int) -> Iterator[tf.Tensor]:
@@ -116,7 +117,7 @@ def interpolation(
     A conditional generator keeps the one-hot ``attributes`` (1, K) all along the walk.
     """
     latent_dim = generator.inputs[0].shape[-1]
-    ends = tf.random.stateless_normal((2, latent_dim), seed=(seed, 1)).numpy()
+    ends = randomness.normal((2, latent_dim), (seed, 1)).numpy()
     z = slerp(ends[0], ends[1], np.linspace(0.0, 1.0, steps)).astype(np.float32)
     rows = None if attributes is None else np.repeat(attributes, steps, axis=0)
     return to_uint8(generator(model_inputs(z, rows), training=False).numpy())

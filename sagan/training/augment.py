@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from sagan import randomness
+
 TRANSLATION_FRACTION = 1 / 8
 CUTOUT_FRACTION = 1 / 2
 
@@ -94,10 +96,10 @@ def augment(
     """
     start, total = rows
     batch = tf.shape(images)[0]
-    seeds = tf.random.experimental.stateless_split(seed, len(transforms))
+    seeds = randomness.split(seed, len(transforms))
     for index, name in enumerate(transforms):
         function, width = _ALL_TRANSFORMS[name]
-        draws = tf.random.stateless_uniform((total, width), seeds[index])
+        draws = randomness.uniform((total, width), seeds[index])
         images = function(images, draws[start : start + batch])
     return images
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from sagan import randomness
 from sagan.model.conditioning import Conditioning
 
 DRAWS_PER_UPDATE = 64
@@ -51,7 +52,7 @@ class Draws:
     def mix(self, critic: int, pack: int) -> tf.Tensor:
         """The gradient penalty's weights α ~ U[0, 1], (B, 1, 1, 1), one per pack of images."""
         shape = (self.batch_size // pack, 1, 1, 1)
-        alpha = tf.random.stateless_uniform(shape, self._key(2 * critic + 1))
+        alpha = randomness.uniform(shape, self._key(2 * critic + 1))
         return self.replica_rows(tf.repeat(alpha, pack, axis=0))
 
     def attributes(self, critic: int, conditioning: Conditioning | None) -> tf.Tensor | None:
@@ -80,7 +81,7 @@ class Draws:
         return values[start : start + self.replica_batch_size]
 
     def _normal(self, shape: tuple[int, int], purpose: int) -> tf.Tensor:
-        return self.replica_rows(tf.random.stateless_normal(shape, self._key(purpose)))
+        return self.replica_rows(randomness.normal(shape, self._key(purpose)))
 
     def _key(self, purpose: int) -> tf.Tensor:
         return tf.stack([self.seed, self.first + purpose])
