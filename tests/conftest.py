@@ -14,7 +14,9 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers import tiny_config, train_tiny
+from sagan import hardware
+from sagan.hardware import Hardware
+from tests.helpers import CPU_CLASSES, DEFAULT_CPU_CLASS, tiny_config, train_tiny
 
 
 class TrainedRun(NamedTuple):
@@ -26,6 +28,26 @@ class TrainedRun(NamedTuple):
         """A writable copy, for a test that goes on from this run."""
         shutil.copytree(self.root, target)
         return target
+
+
+def cpu_class_name() -> str:
+    name = os.environ.get("SAGAN_TEST_CPU", DEFAULT_CPU_CLASS)
+    if name not in CPU_CLASSES:
+        choices = ", ".join(CPU_CLASSES)
+        raise pytest.UsageError(f"SAGAN_TEST_CPU={name!r}: expected one of {choices}")
+    return name
+
+
+@pytest.fixture(autouse=True)
+def cpu_class(monkeypatch) -> Hardware:
+    """The hardware probe of this process replaced by the CPU class SAGAN_TEST_CPU names."""
+    pretended = CPU_CLASSES[cpu_class_name()]
+    monkeypatch.setattr(hardware, "detect_hardware", lambda: pretended)
+    return pretended
+
+
+def pytest_report_header() -> str:
+    return f"hardware probe: the {cpu_class_name()} CPU class (SAGAN_TEST_CPU)"
 
 
 @pytest.fixture(autouse=True)

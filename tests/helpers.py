@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sagan import hardware
 from sagan.config import Config, DataConfig, ModelConfig, TrainConfig
+from sagan.hardware import Hardware
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32  # the smallest size with a 16x16 attention map in G and D
@@ -20,6 +22,20 @@ BATCH = 8
 # What TensorFlow's C++ side prints (sagan/quiet.py hides it): absl's notice, and lines in
 # its log format, "E0000 00:00:1796200505.931614    4161 meta_optimizer.cc:967] ...".
 TENSORFLOW_LOG_LINE = re.compile(r"WARNING: All log messages before absl|[IWEF]\d{4} \d\d:\d\d:")
+
+AVX2_FLAGS = frozenset({"sse4_2", "avx", "avx2", "fma", "f16c"})
+# The CPU classes our machines come in, as the hardware probe sees them. Every test runs with
+# the probe replaced by one of them (SAGAN_TEST_CPU names it; zen4 unless set), so that no
+# verdict depends on the CPU that runs the suite: run it with each to check.
+CPU_CLASSES = {
+    "avx2": Hardware(AVX2_FLAGS, ()),  # an AVX2-only EPYC (Zen 2): float32, XLA
+    "zen4": Hardware(AVX2_FLAGS | {"avx512f", "avx512_bf16"}, ()),  # Zen 4/5: bfloat16
+    "amx": Hardware(AVX2_FLAGS | {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}, ()),  # Xeon
+}
+DEFAULT_CPU_CLASS = "zen4"
+# This machine's own probe (conftest.py replaces the module's), for the tests that compare
+# with what a stage process resolved.
+real_hardware = hardware.detect_hardware
 
 
 def tensorflow_noise(printed: str) -> list[str]:

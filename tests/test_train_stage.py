@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from sagan.hardware import resolve_precision
 from sagan.training.perceptual import VGG19_WEIGHTS_URL
-from tests.helpers import stage_workspace, start_stage
+from tests.helpers import real_hardware, stage_workspace, start_stage
 
 pytestmark = pytest.mark.pipeline
 
@@ -77,7 +77,7 @@ def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path, workspace):
     client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("sagan").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # the killed run was resumed
-    resolved = resolve_precision("auto")
+    resolved = resolve_precision("auto", real_hardware())  # the stage probed this machine
     assert runs[0].data.params["train.mixed_precision"] == "auto"
     assert runs[0].data.params["train.mixed_precision_resolved"] == resolved.policy
     assert f"precision: {resolved.reason}" in log
