@@ -123,6 +123,7 @@ class TrainConfig:
     update: str = _choice("simultaneous", "simultaneous", "alternating")
     g_lr: float = _positive(1.0e-4)
     d_lr: float = _positive(1.0e-4)
+    lr_schedule: str = _choice("constant", "constant", "linear")
     beta_1: float = _between(0.0, 0.0, 0.999999)
     beta_2: float = _between(0.9, 0.0, 0.999999)
     loss: str = _choice("hinge", "hinge", "bce", "wasserstein")

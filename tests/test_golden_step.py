@@ -142,7 +142,7 @@ def run_case(name: str, vgg19_weights: Path, xla: bool = False) -> dict:
         iterator = iter(batches)
         updates = []
         for update in range(1, UPDATES + 1):
-            trainer.begin_update(update)
+            trainer.begin_update(update, UPDATES)
             logged = trainer.train_step(iterator)
             updates.append({key: float(value).hex() for key, value in sorted(logged.items())})
         digest = hashlib.sha256()

@@ -248,7 +248,7 @@ def test_each_phase_starts_with_fresh_adam_states():
     trainer = GANTrainer(resolve_settings(config))
     iterator = iter(images())
     for update in range(1, 5):
-        trainer.begin_update(update)
+        trainer.begin_update(update, 4)
         trainer.train_step(iterator)
     # Updates 1–3 at 16px, then the reset: update 4 is the new phase's first Adam step.
     assert int(trainer.g_optimizer.iterations.numpy()) == 1

@@ -203,7 +203,7 @@ def _trainer(config: Config) -> tuple[GANTrainer, object]:
 
 def _train(trainer: GANTrainer, iterator, updates) -> dict[str, float]:
     for update in updates:
-        trainer.begin_update(update)
+        trainer.begin_update(update, trainer.settings.config.train.steps)
         metrics = {key: float(value) for key, value in trainer.train_step(iterator).items()}
         assert all(np.isfinite(value) for value in metrics.values()), (update, metrics)
     return metrics

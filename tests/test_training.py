@@ -113,6 +113,54 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, extension
     assert [row.split(",")[0] for row in history[1:]] == ["2", "3", "4", "6"]
 
 
+def _rates_over(trainer: GANTrainer, iterator, updates: range, budget: int) -> list:
+    """Train ``updates`` of ``budget``; the (G, D) learning rate each one used."""
+    rates = []
+    for update in updates:
+        trainer.begin_update(update, budget)
+        trainer.train_step(iterator)
+        rates.append(
+            (float(trainer.g_optimizer.learning_rate), float(trainer.d_optimizer.learning_rate))
+        )
+    return rates
+
+
+def test_a_linear_schedule_falls_to_the_budgets_end_and_resumes_exactly(tmp_path):
+    """In float16, whose loss-scale optimizer wraps Adam; stopped after update 2 of 4 and
+    resumed by a new trainer from the checkpoint alone."""
+    tf.config.experimental.enable_op_determinism()
+    config = tiny_config(
+        lr_schedule="linear",
+        g_lr=2e-4,
+        d_lr=4e-4,
+        mixed_precision="mixed_float16",
+        deterministic=True,
+    )
+    settings = resolve_settings(config)
+    straight = GANTrainer(settings)
+    rates = _rates_over(straight, iter(images()), range(1, 5), 4)
+    expected = [(2e-4 * share, 4e-4 * share) for share in (1, 0.75, 0.5, 0.25)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+
+    first = GANTrainer(settings)
+    _rates_over(first, iter(images()), range(1, 3), 4)
+    saved = tf.train.Checkpoint(**first.checkpointed()).save(str(tmp_path / "ckpt"))
+    resumed = GANTrainer(settings)
+    tf.train.Checkpoint(**resumed.checkpointed()).restore(saved).assert_consumed()
+    assert _rates_over(resumed, iter(images().skip(2)), range(3, 5), 4) == rates[2:]
+    for a, b in zip(_weights(straight), _weights(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_linear_schedules_budget_is_part_of_the_run():
+    def budget(steps: int, schedule: str) -> Config:
+        return tiny_config(steps=steps, lr_schedule=schedule)
+
+    assert fingerprint_of(budget(4, "linear")) != fingerprint_of(budget(8, "linear"))
+    assert fingerprint_of(budget(4, "constant")) == fingerprint_of(budget(8, "constant"))
+    assert fingerprint_of(budget(4, "constant")) != fingerprint_of(budget(4, "linear"))
+
+
 def test_changed_params_start_fresh_in_their_own_folder(trained_run, tmp_path):
     tmp_path = trained_run.copy_to(tmp_path / "run")
     wider = dataclasses.replace(
@@ -166,7 +214,16 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path
     "conditional, scales, options",
     [
         (True, (1, 2), {"n_critic": 2, "loss": "wasserstein", "gp_weight": 10.0}),
-        (False, (1,), {"perceptual": True, "loss": "bce", "mixed_precision": "mixed_float16"}),
+        (
+            False,
+            (1,),
+            {
+                "perceptual": True,
+                "loss": "bce",
+                "mixed_precision": "mixed_float16",
+                "lr_schedule": "linear",
+            },
+        ),
         (
             True,
             (1,),
@@ -275,7 +332,7 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
             iterator = iter(strategy.experimental_distribute_dataset(batches))
             rows = []
             for update in (1, 2, 3):
-                trainer.begin_update(update)  # a progressive run's stage of this update
+                trainer.begin_update(update, 3)  # a progressive run's stage, the rates
                 rows.append({k: float(v) for k, v in trainer.train_step(iterator).items()})
             return rows
 
@@ -286,7 +343,8 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
         CASES = (
             (True, AUGMENTATIONS, (1, 2)),  # conditional, DiffAugment, multi-scale D
             (False, None, (1,), PERCEPTUAL),  # packed D; P of the global batch (an all-reduce)
-            (True, None, (1,), GROWTH),  # 16px twice, then fading to 32px
+            # 16px twice, then fading to 32px; the rates falling, through Adam's reset
+            (True, None, (1,), {**GROWTH, "lr_schedule": "linear"}),
             (True, None, (1,), {}, RESNET),  # the residual networks' synchronized BNs
             (False, None, (1,), {"consistency_weight": 10.0}, LEVERS),  # per-replica groups
         )

@@ -56,6 +56,7 @@ _OFF_VALUES = {
     "perceptual_weight": 0.0,
     "progressive": None,
     "consistency_weight": 0.0,
+    "lr_schedule": "constant",
 }
 # Train keys that only matter while the key they belong to is on (not at its _OFF_VALUES).
 _DEPENDENT_KEYS = {
@@ -80,7 +81,10 @@ def run_identity(settings: TrainingSettings) -> dict:
     config = settings.config
     train = _without_off_values(config.train, _OFF_VALUES)
     unused = {key for owner, keys in _DEPENDENT_KEYS.items() if owner not in train for key in keys}
-    train = {key: value for key, value in train.items() if key not in _BUDGET_KEYS | unused}
+    budget = _BUDGET_KEYS
+    if config.train.lr_schedule == "linear":  # the rates follow the budget: another is another run
+        budget = budget - {"steps", "epochs"}
+    train = {key: value for key, value in train.items() if key not in budget | unused}
     train["mixed_precision"] = settings.precision.policy
     train["jit_compile"] = settings.xla.jit_compile
     model = {

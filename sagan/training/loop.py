@@ -159,7 +159,7 @@ def train(
     with _StopAtStepEnd() as stop, progress:
         for step in range(start + 1, end + 1):
             stage = trainer.stage
-            trainer.begin_update(step)
+            trainer.begin_update(step, end)
             if trainer.stage != stage:  # a progressive run's new stage: its own speed
                 timer = _Throughput(config.train.batch_size)
             losses = _train_step(trainer, iterator, step, multi_worker)

@@ -68,6 +68,13 @@ def _adam(learning_rate: float, config: TrainConfig, precision: str) -> keras.op
     return optimizer
 
 
+def linear_decay(update: int, budget: int) -> float:
+    """The share of the base learning rate that update ``update`` (from 1) of ``budget`` takes
+    under ``train.lr_schedule: linear``: 1 − (update − 1) / budget, so the first update takes
+    it whole and the last 1 / budget (Miyato et al.'s SNGAN code, mimicry)."""
+    return 1.0 - (update - 1) / budget
+
+
 def _reset_adam(optimizer: keras.optimizers.Optimizer) -> None:
     """Zero Adam's moments and iteration count (the float16 loss scale keeps its state)."""
     inner = getattr(optimizer, "inner_optimizer", optimizer)
@@ -248,14 +255,18 @@ class GANTrainer:
         )
         self.train_step = tf.function(self._train_step, autograph=False)
 
-    def begin_update(self, update: int) -> None:
-        """Ready update ``update`` (from 1): its stage's models, and fresh Adam states when it
-        opens a phase (ProGAN's reset: the grown block and the rest start their moments and
-        bias correction together)."""
+    def begin_update(self, update: int, budget: int) -> None:
+        """Ready update ``update`` (from 1) of ``budget``: its stage's models, fresh Adam
+        states when it opens a phase (ProGAN's reset: the grown block and the rest start
+        their moments and bias correction together), and its learning rates."""
         self.use_stage_of(update)
         if self.growth is not None and self.growth.starts_phase(update):
             for optimizer in (self.g_optimizer, self.d_optimizer):
                 _reset_adam(optimizer)
+        if self.train_config.lr_schedule == "linear":
+            remaining = linear_decay(update, budget)
+            self.g_optimizer.learning_rate = self.train_config.g_lr * remaining
+            self.d_optimizer.learning_rate = self.train_config.d_lr * remaining
 
     def checkpointed(self) -> dict[str, object]:
         """Every weight of every stage, both optimizers and the step: what a checkpoint holds."""
