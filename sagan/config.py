@@ -99,6 +99,7 @@ class ModelConfig:
     latent_dim: int = _positive(128)
     g_width: int = _positive(64)
     d_width: int = _positive(64)
+    d_depth: int = field(default=0, metadata={"min": 0})
     kernel_size: int = _positive(4)
     leaky_relu_slope: float = _between(0.2, 0.0, 1.0)
     attention: bool = True
@@ -412,6 +413,7 @@ def _check_resnet(config: Config) -> None:
         "model.leaky_relu_slope": (model.leaky_relu_slope, ModelConfig.leaky_relu_slope, "ReLU"),
         "model.discriminator_scales": (list(model.discriminator_scales), [1], "one scale"),
         "train.progressive": (config.train.progressive, None, "no growing"),
+        "model.d_depth": (model.d_depth, ModelConfig.d_depth, "its residual blocks"),
     }
     for key, (value, default, resnet_has) in reference_only.items():
         if value != default:

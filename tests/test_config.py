@@ -249,6 +249,10 @@ def test_flatten_names_every_key():
             r"model.pack \(3\) must divide train.batch_size \(64\)",
         ),
         (
+            {"model": {"architecture": "resnet", "d_depth": 1}},
+            r"model.d_depth \(1\) is for model.architecture reference; resnet has its residual",
+        ),
+        (
             {"model": {"conditional": True}},  # the default packs 2
             r"model.pack \(2\) does not combine with model.conditional",
         ),

@@ -131,28 +131,28 @@ GROWTH_FADING = {**GROWTH, "progressive_fade": 1}  # 16px, then a fade-in of one
     [
         (
             False,
-            {"pack": 2, "discriminator_scales": (1, 2)},
+            {"pack": 2, "discriminator_scales": (1, 2), "d_depth": 1},
             {"mixed_precision": "mixed_bfloat16", "jit_compile": True},
         ),
         (False, {"pack": 2, "discriminator_scales": (1, 2)}, {"loss": "bce", "gp_weight": 1.0}),
         (False, {"architecture": "resnet", "pack": 2}, {"augment": ("translation",)}),
         (
             True,
-            {},
+            {"d_depth": 2},
             {"n_critic": 2, "loss": "wasserstein", "gp_weight": 10.0, **GROWTH_FADING},
         ),
         (
             False,
-            {"pack": 2},
+            {"pack": 2, "d_depth": 1},
             {"mixed_precision": "mixed_float16", "update": "alternating", **GROWTH},
         ),
     ],
     ids=[
-        "scales-bfloat16-xla",
+        "scales-deeper-bfloat16-xla",
         "scales-bce-gp",
         "resnet-augment",
-        "conditional-growth-wasserstein-gp",
-        "packed-growth-float16-alternating",
+        "conditional-deeper-growth-wasserstein-gp",
+        "packed-deeper-growth-float16-alternating",
     ],
 )
 def test_the_levers_train_with_every_loss_precision_and_model(

@@ -59,6 +59,21 @@ def test_default_models_follow_the_reference():
     assert build_discriminator(ModelConfig(pack=1)).count_params() == 696_355
 
 
+def test_a_deeper_discriminator_adds_stride_1_convs_after_each_downsampling():
+    deeper = build_discriminator(ModelConfig(d_depth=2, pack=1))
+    for i, (side, filters) in enumerate(((32, 64), (16, 128), (8, 256)), start=1):
+        for j in (1, 2):
+            conv = deeper.get_layer(f"sn_down{i}_conv{j}")
+            assert (conv.layer.kernel_size, conv.layer.strides) == ((3, 3), (1, 1))
+            assert conv.output.shape == (None, side, side, filters)
+    extra = 2 * sum(3 * 3 * c * c + c for c in (64, 128, 256))  # kernels and biases
+    reference = build_discriminator(ModelConfig(pack=1))
+    trainable = sum(int(np.prod(w.shape)) for w in deeper.trainable_weights)
+    assert trainable == sum(int(np.prod(w.shape)) for w in reference.trainable_weights) + extra
+    images = np.zeros((2, 64, 64, 3), "float32")
+    assert deeper(images).shape == (2, 1)
+
+
 def test_attention_can_be_turned_off_or_moved():
     off = dataclasses.replace(TINY, attention=False)
     assert not _layers_of(build_generator(off), SelfAttention)

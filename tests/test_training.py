@@ -97,7 +97,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, extension
             tiny_config(steps=6, checkpoint_every=3, **perceptual_options(weights)), 1, 2
         )
     elif extensions == "levers":  # against dropped modes
-        levers = dataclasses.replace(config.model, minibatch_stddev=2, pack=2)
+        levers = dataclasses.replace(config.model, minibatch_stddev=2, pack=2, d_depth=1)
         train_config = dataclasses.replace(config.train, consistency_weight=10.0)
         config = dataclasses.replace(config, model=levers, train=train_config)
     straight, _ = run(config, tmp_path / "straight")
@@ -320,7 +320,7 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
 
         RESNET = {"architecture": "resnet", "g_width": 8, "d_width": 8}
 
-        LEVERS = {"minibatch_stddev": 2, "pack": 2}
+        LEVERS = {"minibatch_stddev": 2, "pack": 2, "d_depth": 1}
 
         def losses(strategy, conditional, augment, scales=(1,), extra={}, model_options={}):
             config = tiny_config(conditional, augment=augment, **extra)

@@ -205,14 +205,21 @@ class DiscriminatorLayers:
         return SpectralNormalization(layer, self.config.power_iterations, name=f"sn_{layer.name}")
 
     def block(self, x: keras.KerasTensor, resolution: int) -> keras.KerasTensor:
-        """The stride-2 block that takes the ``resolution``-px map to half its side."""
+        """The stride-2 block that takes the ``resolution``-px map to half its side, then
+        ``model.d_depth`` stride-1 3x3 convolutions at that side."""
         i = self._block_index(resolution)
         filters, kernel_size = self.widths[i - 1], self.config.kernel_size
-        conv = self._layer(
-            f"down{i}",
-            lambda name: self._sn(keras.layers.Conv2D(filters, kernel_size, 2, "same", name=name)),
-        )
-        return keras.layers.LeakyReLU(self.config.leaky_relu_slope)(conv(x))
+        convs = [(f"down{i}", kernel_size, 2)]
+        convs += [(f"down{i}_conv{j}", 3, 1) for j in range(1, self.config.d_depth + 1)]
+        for name, size, stride in convs:
+            conv = self._layer(
+                name,
+                lambda name, size=size, stride=stride: self._sn(
+                    keras.layers.Conv2D(filters, size, stride, "same", name=name)
+                ),
+            )
+            x = keras.layers.LeakyReLU(self.config.leaky_relu_slope)(conv(x))
+        return x
 
     def logit_from(
         self, x: keras.KerasTensor, resolution: int, attributes: keras.KerasTensor | None

@@ -50,6 +50,7 @@ _OFF_MODEL_VALUES = {
     "architecture": "reference",
     "minibatch_stddev": None,
     "pack": 1,
+    "d_depth": 0,
 }
 _OFF_VALUES = {
     "augment": None,
