@@ -60,9 +60,10 @@ def _commands(text: str) -> list[str]:
 def bad_settings(text: str, workdir: Path) -> list[str]:
     """``-S key=value`` settings of ``text``'s commands that the pipeline refuses: each
     command's settings applied together to a copy of params.yaml by DVC's own code (Hydra's
-    override grammar, unknown keys refused), then loaded as every stage loads it."""
+    override grammar, unknown keys refused; a sweep such as ``-S 'train.seed=0,1'``, each of
+    its experiments), then loaded as every stage loads it."""
     from dvc.exceptions import InvalidArgumentError
-    from dvc.utils.hydra import apply_overrides
+    from dvc.utils.hydra import apply_overrides, get_hydra_sweeps
 
     problems = []
     for command in _commands(text):
@@ -75,10 +76,11 @@ def bad_settings(text: str, workdir: Path) -> list[str]:
         if not settings:
             continue
         params = workdir / "params.yaml"
-        shutil.copyfile(REPO / "params.yaml", params)
         try:
-            apply_overrides(params, settings)
-            load_config(params)
+            for experiment in get_hydra_sweeps({"params.yaml": settings}):
+                shutil.copyfile(REPO / "params.yaml", params)
+                apply_overrides(params, experiment["params.yaml"])
+                load_config(params)
         except (InvalidArgumentError, ConfigError) as error:
             cause = f" ({error.__cause__})" if error.__cause__ else ""
             problems.append(f"{command.strip()}: {error}{cause}")
@@ -133,6 +135,9 @@ def test_the_checkers_find_a_broken_link_an_unknown_key_and_a_missing_module(tmp
     assert len(problems) == 1 and "lerning_rate" in problems[0]
     assert "train.steps must be" in bad_settings("`dvc exp run -S train.steps=-3`", tmp_path)[0]
     assert bad_settings("dvc exp run -S train.steps=10 -S train.ema_start=5 \\\n", tmp_path) == []
+    sweep = "dvc exp run --queue -S 'train.steps=600,100' -S train.ema_start=500\n"
+    too_short = "train.ema_start (500) must be below train.steps (100)"
+    assert too_short in bad_settings(sweep, tmp_path)[0]
     assert missing_modules("python -m benchmarks.train_step; python -m stages.nothing") == [
         "stages.nothing"
     ]
