@@ -129,6 +129,8 @@ class TrainConfig:
     beta_2: float = _between(0.9, 0.0, 0.999999)
     loss: str = _choice("hinge", "hinge", "bce", "wasserstein")
     gp_weight: float = field(default=0.0, metadata={"min": 0.0})
+    r1_weight: float = field(default=0.0, metadata={"min": 0.0})
+    r1_every: int = _positive(1)
     ema_decay: float | None = _between(0.995, 0.0, 0.999999)
     ema_start: int = field(default=500, metadata={"min": 0})
     standing_samples: int = _positive(512)
@@ -300,6 +302,11 @@ def _check_combinations(config: Config) -> None:
             f"train.ema_start ({train.ema_start}) must be below train.steps ({train.steps}), "
             "or the EMA generator never averages: lower ema_start, raise steps, or set "
             "ema_decay to null to sample G itself"
+        )
+    if train.r1_weight > 0 and train.epochs is None and train.r1_every > train.steps:
+        raise ConfigError(
+            f"train.r1_every ({train.r1_every}) must be at most train.steps ({train.steps}), "
+            "or no update takes R1: lower r1_every, or set r1_weight to 0"
         )
     if train.ema_decay is not None and train.standing_samples < train.batch_size:
         raise ConfigError(

@@ -23,6 +23,7 @@ ENCODER_DIR = Path("encoder")  # encoder: encoder.keras, the feature network of 
 ENCODER_MODEL = ENCODER_DIR / "encoder.keras"
 ENCODER_METRICS = Path("metrics/encoder.json")  # encoder: per-attribute test accuracy
 REFERENCE_DIR = Path("data/reference")  # reference: <split>_<extractor>.npz, see reference_file
+CEILING_METRICS = Path("metrics/ceiling.json")  # reference: real faces scored as samples
 EVAL_METRICS = Path("metrics/eval.json")  # evaluate: fid, kid, kid_std, precision, recall, ...
 QUALITY_FILE = "quality.csv"  # in TRAIN_PLOTS_DIR: the scores of each evaluation during training
 ATTENTION_SNAPSHOTS = TRAIN_PLOTS_DIR / "attention"  # train: step_NNNNNN.npz map snapshots

@@ -1,6 +1,8 @@
 """DVC stage `evaluate`: FID, KID and precision/recall of the samples against the test split.
 
-Writes metrics/eval.json and logs it to the pipeline's MLflow run. With the encoder
+Writes metrics/eval.json and logs it to the pipeline's MLflow run, with the ceilings the
+reference stage wrote (metrics/ceiling.json: what real faces score; ``ceiling_test_*`` beside
+these scores, ``ceiling_validation_*`` beside those of training's evaluations). With the encoder
 extractor on data whose manifest lists attributes that must agree (the synthetic faces: both
 eyes the same colour, eyebrows the hair's colour) it also scores that coherence on the
 samples and on real test faces (the ceiling).
@@ -20,6 +22,7 @@ from sagan import paths
 from sagan.config import ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.data.manifest import Manifest
+from sagan.evaluation.ceiling import ceiling_metrics, read_ceilings
 from sagan.evaluation.features import InceptionUnavailableError
 from sagan.evaluation.scoring import (
     EXTRACTOR,
@@ -60,10 +63,12 @@ def main() -> int:
             paths.PREPARED_DIR, "test", paths.reference_file("test", settings.extractor), reader
         )
         conditioned = read_conditioned(paths.SAMPLE_ATTRIBUTES, settings, manifest, reader)
+        ceilings = read_ceilings(paths.CEILING_METRICS)
         tracker = stage.track(reopen_run(config, paths.RUN_FILE))
         scores = score_samples(settings, extractor, samples, test, manifest, reader, conditioned)
         write_json(paths.EVAL_METRICS, {**scores, EXTRACTOR: settings.extractor})
         tracker.log_metrics({f"eval_{key}": value for key, value in scores.items()}, step=0)
+        tracker.log_metrics(ceiling_metrics(ceilings), step=0)
         tracker.log_artifact(paths.EVAL_METRICS, "evaluate")
         logger.info("%s", scores)
         name = config.mlflow.registered_model

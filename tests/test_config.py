@@ -249,6 +249,10 @@ def test_flatten_names_every_key():
             r"model.pack \(3\) must divide train.batch_size \(64\)",
         ),
         (
+            {"train": {"r1_weight": 1.0, "r1_every": 5000}},
+            r"train.r1_every \(5000\) must be at most train.steps \(3000\), or no update takes R1",
+        ),
+        (
             {"model": {"architecture": "resnet", "d_depth": 1}},
             r"model.d_depth \(1\) is for model.architecture reference; resnet has its residual",
         ),

@@ -194,6 +194,12 @@ def test_metrics_are_finite_numbers(repo):
         assert isinstance(evaluation[key], float) and math.isfinite(evaluation[key]), key
     assert 0 <= evaluation["dropped_classes"] <= sum(synthetic.ATTRIBUTE_CLASSES.values())
     assert evaluation["num_samples"] == 40 and evaluation["extractor"] == "encoder"
+    # Real faces scored as samples: each score of eval.json has its ceiling (test_quality.py).
+    ceiling = json.loads((repo / "metrics" / "ceiling.json").read_text())
+    assert set(ceiling) == {"test", "validation"}
+    assert set(ceiling["test"]) == set(evaluation) - {"extractor"}
+    assert ceiling["test"]["num_samples"] == ceiling["validation"]["num_samples"] == 40
+    assert ceiling["test"]["fid"] < evaluation["fid"]
     training = json.loads((repo / "metrics" / "train.json").read_text())
     assert training["steps"] == 4
     assert all(math.isfinite(value) for value in training.values())
@@ -234,14 +240,16 @@ def test_param_edits_rerun_only_the_stages_that_read_them(repo):
         (repo / "params.yaml").write_text(original)
         # evaluate and attention read disjoint params (tests/test_pipeline_dvc.py), so one
         # edit of each shows that each reruns its own stage only (train reads evaluate's
-        # scoring settings, but not num_samples).
+        # scoring settings, but not num_samples; reference scores its ceilings at it, and
+        # writes the same features: train stays cached).
         edit_params(
             repo, {"evaluate": {"num_samples": 32}, "attention": {"queries": {"nose": [0.5, 0.5]}}}
         )
-        assert _repro(repo) == {"evaluate", "attention"}
+        assert _repro(repo) == {"reference", "evaluate", "attention"}
         (repo / "params.yaml").write_text(original)
         edit_params(repo, {"train": {"d_lr": 4.0e-4, "jit_compile": True}})
-        assert _repro(repo) == {"train", "generate", "attention", "evaluate"}
+        # (reference: its ceilings back at evaluate.num_samples 40)
+        assert _repro(repo) == {"reference", "train", "generate", "attention", "evaluate"}
     finally:
         # Back to the first run's files and outputs, for the tests below. (Run again, train
         # would find that run's finished checkpoint and take no step: tests/test_training.py.)
@@ -268,6 +276,8 @@ def test_every_training_run_lands_whole_in_mlflow(repo):
             assert all(math.isfinite(m.value) for m in history), score
         assert run.data.metrics["best_step"] in (2, 4)
         assert math.isfinite(run.data.metrics["eval_fid"])
+        ceilings = ("ceiling_test_fid", "ceiling_validation_fid", "ceiling_test_recall")
+        assert all(math.isfinite(run.data.metrics[key]) for key in ceilings)
         generated = [a.path for a in client.list_artifacts(run.info.run_id, "generate")]
         assert "generate/grid.png" in generated
         attention = [a.path for a in client.list_artifacts(run.info.run_id, "attention")]

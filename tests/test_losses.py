@@ -43,6 +43,18 @@ def test_gradient_penalty_of_a_linear_critic():
     assert float(losses.gradient_penalty(critic, real, fake, alpha)) == pytest.approx(4.0, rel=1e-5)
 
 
+def test_r1_of_a_quadratic_critic_is_its_hand_computed_gradient_norm():
+    # D(x) = Σ w·x²/2 has gradient w·x: R1 = mean over images of Σ (w·x)².
+    weights = tf.constant([[[[1.0], [2.0]], [[0.5], [-1.0]]]])  # (1, 2, 2, 1)
+
+    def critic(images, training=False):
+        return tf.reduce_sum(weights * tf.square(images) / 2, axis=[1, 2, 3])
+
+    real = tf.constant([[[[1.0], [1.0]], [[2.0], [0.0]]], [[[0.0], [-1.0]], [[4.0], [3.0]]]])
+    # image 1: (1·1)² + (2·1)² + (0.5·2)² + 0 = 6; image 2: 0 + 4 + 4 + 9 = 17
+    assert float(losses.r1_penalty(critic, real)) == pytest.approx((6 + 17) / 2, rel=1e-6)
+
+
 def test_losses_are_selected_by_name():
     assert losses.get_losses("hinge").discriminator is losses.hinge_d_loss
     assert losses.get_losses("bce").generator is losses.bce_g_loss

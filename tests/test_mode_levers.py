@@ -1,5 +1,6 @@
 """The levers against dropped modes: the minibatch standard deviation and packing (D layers)
-and consistency regularisation (a term of D's loss). Their shared backward pass, exact resume
+and consistency regularisation (a term of D's loss); every case of the last test takes R1
+as well. Their shared backward pass, exact resume
 and multi-replica runs are tested with the other options in test_training."""
 
 import dataclasses
@@ -158,13 +159,15 @@ GROWTH_FADING = {**GROWTH, "progressive_fade": 1}  # 16px, then a fade-in of one
 def test_the_levers_train_with_every_loss_precision_and_model(
     tmp_path, conditional, model_options, options
 ):
-    """Every case has the minibatch stddev and consistency regularisation; the unconditional
-    ones pack too (a conditional D cannot)."""
-    config = tiny_config(conditional, steps=2, consistency_weight=10.0, **options)
+    """Every case has the minibatch stddev, consistency regularisation and R1 (through
+    DiffAugment in the resnet case); the unconditional ones pack too (a conditional D
+    cannot)."""
+    config = tiny_config(conditional, steps=2, consistency_weight=10.0, r1_weight=1.0, **options)
     model = dataclasses.replace(config.model, minibatch_stddev=2, **model_options)
     trainer, metrics = train_tiny(dataclasses.replace(config, model=model), tmp_path)
     assert not trainer.shares_backward  # each logit depends on its group's other inputs
     assert all(np.isfinite(value) for value in metrics.values()), options
     assert metrics["consistency_loss"] > 0, options
+    assert metrics["r1_penalty"] > 0, options
     # D's attention snapshot shows a packed D copies of the face.
     assert (tmp_path / "plots" / "attention" / "step_000002.npz").is_file()

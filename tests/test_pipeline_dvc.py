@@ -41,7 +41,17 @@ READS = {
     "generate": ["generate"],
     "attention": ["attention", "train.seed"],
     "encoder": ["data.image_size", "encoder"],
-    "reference": ["evaluate.extractor", "evaluate.inception_graph"],
+    # The ceilings are scored as samples are, at the counts of evaluate's and training's samples.
+    "reference": [
+        "evaluate.extractor",
+        "evaluate.inception_graph",
+        "evaluate.kid_subset_size",
+        "evaluate.kid_subsets",
+        "evaluate.num_samples",
+        "evaluate.pr_k",
+        "evaluate.seed",
+        "train.eval_samples",
+    ],
     "evaluate": ["data.image_size", "evaluate"],
 }
 OUTS = {
@@ -50,7 +60,7 @@ OUTS = {
     "generate": [paths.SAMPLES_DIR],
     "attention": [paths.ATTENTION_PLOTS_DIR],
     "encoder": [paths.ENCODER_DIR, paths.ENCODER_METRICS],
-    "reference": [paths.REFERENCE_DIR],
+    "reference": [paths.REFERENCE_DIR, paths.CEILING_METRICS],
     "evaluate": [paths.EVAL_METRICS],
 }
 

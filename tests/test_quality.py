@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sagan import paths
 from sagan.config import ConfigError, EvaluateConfig, GenerateConfig, config_from_dict
 from sagan.data.manifest import Manifest
 from sagan.data.prepare import prepare
+from sagan.evaluation.ceiling import ceilings
 from sagan.evaluation.features import EncoderExtractor, build_encoder
 from sagan.evaluation.scoring import (
     read_samples,
@@ -34,7 +36,7 @@ SETTINGS = EvaluateConfig(num_samples=EVAL_SAMPLES, kid_subset_size=8, kid_subse
 
 
 def _config(**train):
-    config = tiny_config(eval_every=2, eval_samples=EVAL_SAMPLES, **train)
+    config = tiny_config(**{"eval_every": 2, "eval_samples": EVAL_SAMPLES, **train})
     return dataclasses.replace(config, evaluate=SETTINGS)
 
 
@@ -104,6 +106,43 @@ def test_training_scores_equal_the_evaluate_path_on_the_same_samples(
         "coherence",
     ):
         assert key in during_training
+
+
+def test_the_ceiling_scores_real_faces_of_the_other_split_as_samples(
+    scoring, prepared_data: Path, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """Each ceiling is score_samples itself, on as many faces of the other split as the
+    samples it stands beside: never the reference's own faces."""
+    _, scorer = scoring
+    encoder, manifest = scorer.extractor, scorer.manifest
+    monkeypatch.chdir(tmp_path)  # the reference stage's files, at their paths
+    faces = {split: read_split(prepared_data, split)[0] for split in ("validation", "test")}
+    for split, split_faces in faces.items():
+        save_reference(paths.reference_file(split, "encoder"), encoder(split_faces))
+    shared = {face.tobytes() for face in faces["test"]} & {f.tobytes() for f in faces["validation"]}
+    assert not shared  # the two splits hold no face in common
+
+    config = _config(eval_samples=10)
+    config = dataclasses.replace(config, evaluate=dataclasses.replace(SETTINGS, num_samples=12))
+    got = ceilings(config, encoder, encoder, prepared_data)
+
+    for split, other, count in (("test", "validation", 12), ("validation", "test", 10)):
+        reference = paths.reference_file(split, "encoder")
+        real = real_split(prepared_data, split, reference, encoder)
+        as_samples = score_samples(
+            config.evaluate, encoder, faces[other][:count], real, manifest, encoder
+        )
+        assert got[split] == as_samples and got[split]["num_samples"] == count
+        itself = score_samples(
+            config.evaluate, encoder, faces[split][:count], real, manifest, encoder
+        )
+        assert got[split]["fid"] != itself["fid"]
+
+    # A split smaller than the samples: all of its faces, KID subsets no larger, a warning.
+    fewer = _config(eval_samples=20)
+    with caplog.at_level("WARNING"):
+        assert ceilings(fewer, encoder, encoder, prepared_data)["validation"]["num_samples"] == 16
+    assert "scores all 16 test faces, fewer than the 20 samples" in caplog.text
 
 
 def _rows(root: Path, config) -> list[dict[str, str]]:

@@ -96,9 +96,11 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, extension
         config = _with_scales(
             tiny_config(steps=6, checkpoint_every=3, **perceptual_options(weights)), 1, 2
         )
-    elif extensions == "levers":  # against dropped modes
+    elif extensions == "levers":  # against dropped modes; R1 on updates 2, 4 and 6
         levers = dataclasses.replace(config.model, minibatch_stddev=2, pack=2, d_depth=1)
-        train_config = dataclasses.replace(config.train, consistency_weight=10.0)
+        train_config = dataclasses.replace(
+            config.train, consistency_weight=10.0, r1_weight=1.0, r1_every=2
+        )
         config = dataclasses.replace(config, model=levers, train=train_config)
     straight, _ = run(config, tmp_path / "straight")
 
@@ -322,6 +324,8 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
 
         LEVERS = {"minibatch_stddev": 2, "pack": 2, "d_depth": 1}
 
+        REGULARISED = {"consistency_weight": 10.0, "r1_weight": 1.0, "r1_every": 2}
+
         def losses(strategy, conditional, augment, scales=(1,), extra={}, model_options={}):
             config = tiny_config(conditional, augment=augment, **extra)
             model = dataclasses.replace(config.model, discriminator_scales=scales, **model_options)
@@ -346,7 +350,7 @@ def test_mirrored_strategy_matches_a_single_device(vgg19_stand_in, cases):
             # 16px twice, then fading to 32px; the rates falling, through Adam's reset
             (True, None, (1,), {**GROWTH, "lr_schedule": "linear"}),
             (True, None, (1,), {}, RESNET),  # the residual networks' synchronized BNs
-            (False, None, (1,), {"consistency_weight": 10.0}, LEVERS),  # per-replica groups
+            (False, None, (1,), REGULARISED, LEVERS),  # per-replica groups; R1 on update 2
         )
         for case in sys.argv[2:]:
             conditional, augment, *extensions = CASES[int(case)]

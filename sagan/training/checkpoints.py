@@ -58,11 +58,13 @@ _OFF_VALUES = {
     "progressive": None,
     "consistency_weight": 0.0,
     "lr_schedule": "constant",
+    "r1_weight": 0.0,
 }
 # Train keys that only matter while the key they belong to is on (not at its _OFF_VALUES).
 _DEPENDENT_KEYS = {
     "perceptual_weight": ("perceptual_layers", "perceptual_weights"),
     "progressive": ("progressive_steps", "progressive_fade"),
+    "r1_weight": ("r1_every",),
 }
 IDENTITY_FILE = "run_identity.json"
 BEST_DIR = "best"  # beside the rolling checkpoints: the best one so far (train.keep_best)

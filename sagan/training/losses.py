@@ -1,5 +1,5 @@
 """Adversarial losses: hinge (the reference's), non-saturating BCE and Wasserstein (+ GP),
-and consistency regularisation.
+and the regularisers of D: consistency regularisation and R1.
 
 Each loss is a pair of pure functions of the discriminator's logits; ``get_losses`` picks a
 pair by the ``train.loss`` name. Every loss is a mean over all logits, so the losses of a
@@ -63,25 +63,47 @@ def gradient_penalty(
     """WGAN-GP (Gulrajani et al. 2017, eq. 3): E[(‖∇D(x̂)‖₂ − 1)²] with x̂ = α·x + (1 − α)·G(z).
 
     ``alpha`` has shape (B, 1, 1, 1) and is drawn from U[0, 1] by the caller, so the random
-    source stays the training loop's seeded generator. A multi-scale D's logits (B, scales)
-    are penalized one scale at a time and averaged, as its adversarial losses are. A D that
-    packs ``pack`` consecutive images into one input gives one logit per pack: the norm is
-    that of its gradient with respect to all of the pack's images (the caller gives the
-    images of a pack one α).
+    source stays the training loop's seeded generator (the caller gives the images of a pack
+    one α). Scales and packs as in :func:`squared_gradient_norms`.
     """
     mixed = alpha * real_images + (1.0 - alpha) * fake_images
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(mixed)
-        logits = discriminator(mixed, training=True)  # (B, scales), or (B,) for one
-        per_scale = tf.unstack(logits[:, None] if logits.shape.rank == 1 else logits, axis=-1)
-    penalties = []
-    for scale_logits in per_scale:
-        gradients = tape.gradient(scale_logits, mixed)
-        squares = tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3])  # (B,)
-        squares = tf.reduce_sum(tf.reshape(squares, (-1, pack)), axis=1)  # (B / pack,)
-        norms = tf.sqrt(squares + 1e-12)
-        penalties.append(tf.reduce_mean(tf.square(norms - 1.0)))
+    per_scale = squared_gradient_norms(discriminator, mixed, pack, training=True)
+    penalties = [tf.reduce_mean(tf.square(tf.sqrt(squares + 1e-12) - 1.0)) for squares in per_scale]
     return tf.add_n(penalties) / len(penalties)
+
+
+def r1_penalty(
+    discriminator: Callable[..., tf.Tensor], real_images: tf.Tensor, pack: int = 1
+) -> tf.Tensor:
+    """R1 (Mescheder et al. 2018, eq. 9, without its γ/2): E[‖∇ₓD(x)‖₂²] on real images x.
+
+    It pushes D's gradient on the data toward 0, so D cannot keep raising its margin on real
+    images once G matches them. Scales and packs as in :func:`squared_gradient_norms`; D
+    runs with ``training=False``, as on every real half (its spectral norms keep their u).
+    """
+    per_scale = squared_gradient_norms(discriminator, real_images, pack, training=False)
+    return tf.add_n([tf.reduce_mean(squares) for squares in per_scale]) / len(per_scale)
+
+
+def squared_gradient_norms(
+    discriminator: Callable[..., tf.Tensor], images: tf.Tensor, pack: int, training: bool
+) -> list[tf.Tensor]:
+    """‖∇D‖₂² at ``images``, one (B / pack,) tensor per scale of a multi-scale D.
+
+    A multi-scale D's logits (B, scales) are differentiated one scale at a time. A D that
+    packs ``pack`` consecutive images into one input gives one logit per pack: the norm is
+    that of its gradient with respect to all of the pack's images.
+    """
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        logits = discriminator(images, training=training)  # (B, scales), or (B,) for one
+        per_scale = tf.unstack(logits[:, None] if logits.shape.rank == 1 else logits, axis=-1)
+    norms = []
+    for scale_logits in per_scale:
+        gradients = tape.gradient(scale_logits, images)
+        squares = tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3])  # (B,)
+        norms.append(tf.reduce_sum(tf.reshape(squares, (-1, pack)), axis=1))  # (B / pack,)
+    return norms
 
 
 def per_scale_losses(

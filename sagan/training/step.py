@@ -4,8 +4,8 @@ written against ``tf.distribute``.
 One call of :meth:`GANTrainer.train_step` is one generator update (the unit of
 ``train.steps``) with ``train.n_critic`` critic steps, each on a fresh real batch:
 
-    D: L_D(D(x), D(G(z)))  [+ λ·GP]  → Adam(d_lr)      (n_critic times)
-    G: L_G(D(G(z)))                   → Adam(g_lr)
+    D: L_D(D(x), D(G(z)))  [+ λ·GP]  [+ γ/2·R1]  → Adam(d_lr)      (n_critic times)
+    G: L_G(D(G(z)))                               → Adam(g_lr)
 
 ``train.update: simultaneous`` (the default, as in TensorFlow's GAN tutorials) takes the
 last D update and the G update from one forward pass: G's gradient sees D as it was before
@@ -13,6 +13,11 @@ that D update, and one backward pass through D serves both
 (:func:`~sagan.training.updates.shared_backward_update`). ``alternating`` (the authors'
 PyTorch code) runs G's update on fresh noise through the freshly updated D. Each path is one
 function of :mod:`sagan.training.updates`, picked here once.
+
+R1 (``train.r1_weight`` γ) is lazy as in StyleGAN2: every ``train.r1_every``-th update (k)
+adds k·γ/2·R1 to each critic step's L_D, so that on average it weighs γ/2. The updates that
+take it run a step traced with it, the others one traced without (and keep the shared
+backward pass).
 
 Distribution: ``train.batch_size`` is the global batch, split evenly over the replicas. The
 generator's BatchNorm is synchronized: its statistics cover the global batch, so N replicas
@@ -169,7 +174,8 @@ class GANTrainer:
             penalty=config.gp_weight,
             perceptual=self.perceptual and Perceptual(self.perceptual, config.perceptual_weight),
         )
-        # The gradient penalty makes L_D depend on the fake images outside their logits,
+        # The gradient penalty makes L_D depend on the fake images outside their logits
+        # (R1 too, on the real ones: only its updates take two passes, below),
         # float16 would flush the floor's tiny image gradients to zero, a multi-scale D
         # gives each image one logit per scale, whose cotangents no single ratio maps, and
         # the minibatch stddev makes each logit depend on the other images of its group.
@@ -237,23 +243,47 @@ class GANTrainer:
         self._trace()
 
     def _trace(self) -> None:
-        """New step functions for the stage's networks, traced on their first call."""
+        """New step functions for the stage's networks, traced on their first call: one
+        without R1 and, when it is on, one with it."""
         self.parts = dataclasses.replace(
             self.parts, generator=self.generator, discriminator=self.discriminator
         )
-        self._critic_updates, self._generator_update = pick_updates(
+        # The functions XLA may compile (one per R1 setting), and the steps around them.
+        self._updates = {False: self._update_function(self.parts, self.shares_backward)}
+        config = self.train_config
+        if config.r1_weight > 0:
+            with_r1 = dataclasses.replace(self.parts, r1=config.r1_weight / 2 * config.r1_every)
+            self._updates[True] = self._update_function(with_r1, shares_backward=False)
+        self._steps = {r1: self._step_around(update) for r1, update in self._updates.items()}
+
+    def _update_function(self, parts: Parts, shares_backward: bool):
+        """One generator update with ``parts``, as a function of its real batches."""
+        critic_updates, generator_update = pick_updates(
             self.train_config.update == "simultaneous",
-            self.shares_backward,
+            shares_backward,
             self.train_config.n_critic,
         )
         # The iterator cannot live inside an XLA cluster, so the step that XLA may compile
         # takes the batches already drawn and holds every strategy.run of the update.
         # autograph=False: the step branches and loops on Python values only, and rewriting
         # the source of every function it calls took about half of its first trace.
-        self._update = tf.function(
-            self._update_fn, jit_compile=self.settings.xla.jit_compile, autograph=False
+        return tf.function(
+            functools.partial(self._update_fn, parts, critic_updates, generator_update),
+            jit_compile=self.settings.xla.jit_compile,
+            autograph=False,
         )
-        self.train_step = tf.function(self._train_step, autograph=False)
+
+    def _step_around(self, update):
+        """``update`` on the next n_critic batches of the data iterator."""
+
+        def step(iterator) -> dict[str, tf.Tensor]:
+            return update([next(iterator) for _ in range(self.train_config.n_critic)])
+
+        return tf.function(step, autograph=False)
+
+    def takes_r1(self, update: int) -> bool:
+        """Whether update ``update`` (from 1) adds R1 to L_D: every ``train.r1_every``-th."""
+        return self.train_config.r1_weight > 0 and update % self.train_config.r1_every == 0
 
     def begin_update(self, update: int, budget: int) -> None:
         """Ready update ``update`` (from 1) of ``budget``: its stage's models, fresh Adam
@@ -290,20 +320,24 @@ class GANTrainer:
 
     # -- one generator update -----------------------------------------------------------
 
-    def _train_step(self, iterator) -> dict[str, tf.Tensor]:
-        """n_critic critic steps (and G's own update); returns global means of the last."""
-        return self._update([next(iterator) for _ in range(self.train_config.n_critic)])
+    def train_step(self, iterator) -> dict[str, tf.Tensor]:
+        """The next generator update: n_critic critic steps (and G's own update) on batches
+        of ``iterator``; returns the global means of the last."""
+        update = int(self.step.numpy()) + 1
+        return self._steps[self.takes_r1(update)](iterator)
 
-    def _update_fn(self, real_batches: list) -> dict[str, tf.Tensor]:
+    def _update_fn(
+        self, parts: Parts, critic_updates: list, generator_update, real_batches: list
+    ) -> dict[str, tf.Tensor]:
         for fade in self._fades:  # a progressive run's fade-in layers: this update's α
             fade.alpha.assign(self._alpha())
         metrics = {}
-        critic_steps = zip(self._critic_updates, real_batches, strict=True)
+        critic_steps = zip(critic_updates, real_batches, strict=True)
         for critic, (update, batch) in enumerate(critic_steps):
-            step = functools.partial(self._replica_step, update, critic)
+            step = functools.partial(self._replica_step, parts, update, critic)
             metrics.update(self.strategy.run(step, args=(batch,)))
-        if self._generator_update is not None:  # fresh noise, the last real batch
-            step = functools.partial(self._replica_step, self._generator_update, len(real_batches))
+        if generator_update is not None:  # fresh noise, the last real batch
+            step = functools.partial(self._replica_step, parts, generator_update, len(real_batches))
             metrics.update(self.strategy.run(step, args=(real_batches[-1],)))
         self.step.assign_add(1)
         if self.ema_generator is not None:
@@ -318,7 +352,7 @@ class GANTrainer:
             name: self.strategy.reduce(SUM, value, axis=None) for name, value in metrics.items()
         }
 
-    def _replica_step(self, update, critic: int, batch) -> dict[str, tf.Tensor]:
+    def _replica_step(self, parts: Parts, update, critic: int, batch) -> dict[str, tf.Tensor]:
         """Critic step ``critic`` (or G's own update, after the last) on this replica."""
         draws = self._draws()
         if critic < self.train_config.n_critic:
@@ -326,7 +360,7 @@ class GANTrainer:
         else:
             noise = draws.generator_noise(self.latent_dim)
         fake = Half(noise, draws.attributes(critic, self.conditioning))
-        return update(self.parts, self._real(batch), fake, draws, critic)
+        return update(parts, self._real(batch), fake, draws, critic)
 
     def _draws(self) -> Draws:
         return Draws(

@@ -6,16 +6,17 @@ function runs a critic step is fixed when the trainer is built (:func:`pick_upda
 - :func:`shared_backward_update`, the default (``train.update: simultaneous``, its last
   critic step): D's and G's updates from one forward and one backward pass through D;
 - :func:`two_backwards_update`: the same two updates with one tape each, where the shared
-  pass cannot stand in for them (gradient penalty, float16 loss scaling, a multi-scale D,
-  the minibatch standard deviation);
+  pass cannot stand in for them (gradient penalty, R1, float16 loss scaling, a multi-scale
+  D, the minibatch standard deviation);
 - :func:`discriminator_update`: D alone (the earlier critic steps, and every critic step of
   ``train.update: alternating``);
 - :func:`generator_update`: G alone, on fresh noise through the freshly updated D
   (``alternating``, after the critic steps).
 
 Options plug in at named points of :class:`Parts`: ``augment`` (DiffAugment of what D
-sees), ``consistency`` (λ_cr·‖D(x) − D(T(x))‖² in L_D), ``penalty`` (λ·GP in L_D) and
-``perceptual`` (λ·P in L_G). Each is None when off.
+sees), ``consistency`` (λ_cr·‖D(x) − D(T(x))‖² in L_D), ``penalty`` (λ·GP in L_D), ``r1``
+(γ/2·R1 in L_D, on the updates that take it) and ``perceptual`` (λ·P in L_G). Each is None
+or 0 when off.
 
 Distribution: each replica divides its mean loss by the number of replicas, so the
 all-reduced (summed) gradients are those of the global mean; metrics are returned as each
@@ -39,6 +40,7 @@ from sagan.training.losses import (
     consistency_loss,
     gradient_penalty,
     per_scale_losses,
+    r1_penalty,
 )
 from sagan.training.perceptual import perceptual_loss, vgg_input
 
@@ -90,6 +92,7 @@ class Parts:
     augment: tuple[str, ...] | None = None  # DiffAugment's transforms
     consistency: float = 0.0  # λ_cr
     penalty: float = 0.0  # λ of the gradient penalty
+    r1: float = 0.0  # R1's weight in L_D on this update: γ/2 × train.r1_every (lazy), or 0
     perceptual: Perceptual | None = None
 
 
@@ -158,16 +161,16 @@ def two_backwards_update(
     with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
         fake_images = generate(parts, fake)
         fake = Half(fake_images, fake.attributes)
-        d_loss, logits = discriminator_loss(parts, real, fake, draws, critic)
+        d_objective, logits, d_terms = discriminator_loss(parts, real, fake, draws, critic)
         g_loss = parts.loss.generator(logits.fake)
         extra = perceptual_terms(parts, real.images, fake_images)
-        d_scaled = scaled(parts, parts.d_optimizer, d_loss)
+        d_scaled = scaled(parts, parts.d_optimizer, d_objective)
         g_scaled = scaled(parts, parts.g_optimizer, g_loss + weighted(parts, extra))
     d_gradients = d_tape.gradient(d_scaled, parts.discriminator.trainable_variables)
     g_gradients = g_tape.gradient(g_scaled, parts.generator.trainable_variables)
     apply(parts.d_optimizer, d_gradients, parts.discriminator)
     apply(parts.g_optimizer, g_gradients, parts.generator)
-    return means(parts, d_loss=d_loss, g_loss=g_loss, **logit_terms(parts, logits), **extra)
+    return means(parts, **d_terms, g_loss=g_loss, **logit_terms(parts, logits), **extra)
 
 
 def discriminator_update(
@@ -176,11 +179,11 @@ def discriminator_update(
     """D's update alone: G's images are drawn outside the tape (no G backward)."""
     fake = Half(generate(parts, fake), fake.attributes)
     with tf.GradientTape() as tape:
-        d_loss, logits = discriminator_loss(parts, real, fake, draws, critic)
-        d_scaled = scaled(parts, parts.d_optimizer, d_loss)
+        d_objective, logits, d_terms = discriminator_loss(parts, real, fake, draws, critic)
+        d_scaled = scaled(parts, parts.d_optimizer, d_objective)
     d_gradients = tape.gradient(d_scaled, parts.discriminator.trainable_variables)
     apply(parts.d_optimizer, d_gradients, parts.discriminator)
-    return means(parts, d_loss=d_loss, **logit_terms(parts, logits))
+    return means(parts, **d_terms, **logit_terms(parts, logits))
 
 
 def generator_update(
@@ -260,19 +263,31 @@ def adversarial_d_loss(parts: Parts, logits: Logits) -> tf.Tensor:
 
 def discriminator_loss(
     parts: Parts, real: Half, fake: Half, draws: Draws, critic: int
-) -> tuple[tf.Tensor, Logits]:
-    """L_D [+ λ_cr·CR] [+ λ·GP], and D's logits."""
+) -> tuple[tf.Tensor, Logits, dict[str, tf.Tensor]]:
+    """What D minimises, L_D [+ λ_cr·CR] [+ λ·GP] [+ γ/2·R1]; D's logits; and the terms to
+    log: ``d_loss`` (all but R1, so that its rows compare between the updates that take R1
+    and those that do not) and, where R1 is taken, ``r1_penalty`` (R1 itself)."""
     logits = judge(parts, real, fake, draws, critic)
     loss = adversarial_d_loss(parts, logits)
-    if parts.penalty > 0:
-        # The interpolates carry the real attributes, as in StudioGAN's penalty.
-        def critic_of(images, training):
-            return discriminate(parts, Half(images, real.attributes), training)
 
+    # The interpolates carry the real attributes, as in StudioGAN's penalty.
+    def critic_of(images, training):
+        return discriminate(parts, Half(images, real.attributes), training)
+
+    if parts.penalty > 0:
         mix = draws.mix(critic, parts.pack)
         penalty = gradient_penalty(critic_of, real.images, fake.images, mix, parts.pack)
         loss += parts.penalty * penalty
-    return loss, logits
+    terms = {"d_loss": loss}
+    if parts.r1 > 0:
+        # The gradient with respect to the real images before DiffAugment, through it (as
+        # StyleGAN2-ADA takes it): the same transform as the real half's in ``judge``.
+        def critic_of_seen(images, training):
+            return critic_of(see(parts, images, draws, critic, "real"), training)
+
+        terms["r1_penalty"] = r1_penalty(critic_of_seen, real.images, parts.pack)
+        loss += parts.r1 * terms["r1_penalty"]
+    return loss, logits, terms
 
 
 def perceptual_terms(parts: Parts, real_images, fake_images) -> dict[str, tf.Tensor]:
