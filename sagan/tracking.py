@@ -1,9 +1,14 @@
 """MLflow tracking: the only module that talks to MLflow's tracking store and model registry.
 
 The training loop reports through the small :class:`Tracker` interface, so the library runs
-and is tested without a tracking store (:class:`NullTracker`). One MLflow run spans a whole
-pipeline execution: train opens it and records its id in ``RUN_FILE``; later stages reopen
-the same run with :func:`reopen_run`.
+and is tested without a tracking store (:class:`NullTracker`).
+
+One MLflow run per set of params that produced the metrics in it. Train opens a run and
+records its id in ``RUN_FILE``; generate, attention and evaluate log into the run of that
+model whose params are the ones they run with (:func:`stage_run`): the training run, or,
+where train is cached and other params changed (``dvc exp run -S generate.seed=1``), a run
+of their own nested under it (MLflow's child run), so that the training run is never
+rewritten under params that did not produce its metrics.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # the one documented environment overr
 
 BEST_ALIAS = "best"
 EXPERIMENT_NAME = "dvc_exp_name"
+BASELINE = "dvc_exp_baseline"  # the commit a DVC experiment started from
+PARENT = "mlflow.parentRunId"  # MLflow's nesting: the UI shows the child under its parent
 SOURCE_TYPE, SOURCE_NAME = "mlflow.source.type", "mlflow.source.name"
 SOURCE_COMMIT = "mlflow.source.git.commit"
 REGISTERED_MODEL_DESCRIPTION = (
@@ -223,50 +230,55 @@ def start_run(
     run_id: str | None = None,
     run_file: Path | None = None,
 ) -> MlflowTracker:
-    """Open (or, given ``run_id``, reopen) the pipeline's run; fail now if the store is down.
+    """Open (or, given ``run_id``, reopen) a run; fail now if the store is down.
 
     A new run's id goes to ``run_file`` as soon as the run exists, before its params are
     logged, so that a process killed meanwhile leaves a run the next attempt reopens rather
     than one left RUNNING for good.
     """
+    uri = resolve_tracking_uri(config.mlflow.tracking_uri, repo_root())
+    with _opened_store(uri) as client:
+        if run_id is not None:
+            client.update_run(run_id, status="RUNNING")
+            return MlflowTracker(uri, run_id)
+        experiment = client.get_experiment_by_name(config.mlflow.experiment)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            # Artifacts beside the store, not in the working directory (which may be a
+            # throw-away `dvc exp run` copy).
+            else client.create_experiment(
+                config.mlflow.experiment, artifact_location=_artifact_root(uri, repo_root())
+            )
+        )
+        run = client.create_run(
+            experiment_id, tags=tags, run_name=_run_name(client, experiment_id, tags)
+        )
+    tracker = MlflowTracker(uri, run.info.run_id)
+    if run_file is not None:
+        write_run_file(run_file, tracker)
+    tracker.log_params(flatten(config))
+    return tracker
+
+
+@contextmanager
+def _opened_store(uri: str) -> Iterator[Any]:
+    """A client of the store ``uri``, used under the store's lock; its failures as one line."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    root = repo_root()
-    uri = resolve_tracking_uri(config.mlflow.tracking_uri, root)
     try:
         _check_server(uri)
         # Opening a store first creates its tables, and the first run its experiment: two
         # processes doing either at once (`dvc queue start -j 2` on a fresh mlflow.db) fail
         # with "table already exists" or a duplicate experiment, so they take turns.
         with _store_lock(uri):
-            client = MlflowClient(uri)
-            if run_id is not None:
-                client.update_run(run_id, status="RUNNING")
-                return MlflowTracker(uri, run_id)
-            experiment = client.get_experiment_by_name(config.mlflow.experiment)
-            experiment_id = (
-                experiment.experiment_id
-                if experiment is not None
-                # Artifacts beside the store, not in the working directory (which may be a
-                # throw-away `dvc exp run` copy).
-                else client.create_experiment(
-                    config.mlflow.experiment, artifact_location=_artifact_root(uri, root)
-                )
-            )
-            run = client.create_run(
-                experiment_id, tags=tags, run_name=_run_name(client, experiment_id, tags)
-            )
+            yield MlflowClient(uri)
     except (MlflowException, OSError) as error:
         raise TrackingError(
             f"cannot use the MLflow store {uri} (mlflow.tracking_uri or ${TRACKING_URI_ENV}): "
             f"{error}"
         ) from error
-    tracker = MlflowTracker(uri, run.info.run_id)
-    if run_file is not None:
-        write_run_file(run_file, tracker)
-    tracker.log_params(flatten(config))
-    return tracker
 
 
 def _store_lock(uri: str) -> FileLock:
@@ -299,16 +311,19 @@ def _check_server(uri: str) -> None:
 
 
 def run_tags(manifest_sha256: str | None) -> dict[str, str]:
-    """Git commit, DVC experiment name and data manifest hash, where known, and MLflow's
-    source tags (the UI's *Source* column: the pipeline at that commit)."""
+    """Git commit, DVC experiment name and baseline, and data manifest hash, where known, and
+    MLflow's source tags (the UI's *Source* column: the pipeline at that commit)."""
     tags = {SOURCE_TYPE: "LOCAL", SOURCE_NAME: "dvc.yaml"}
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
     )
     if commit.returncode == 0:
         tags["git_commit"] = tags[SOURCE_COMMIT] = commit.stdout.strip()
-    if os.environ.get("DVC_EXP_NAME"):  # DVC's own variable, set in `dvc exp run`
+    # DVC's own variables, set for the stages of `dvc exp run`
+    if os.environ.get("DVC_EXP_NAME"):
         tags[EXPERIMENT_NAME] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags[BASELINE] = os.environ["DVC_EXP_BASELINE_REV"]
     if manifest_sha256:
         tags["data_manifest_sha256"] = manifest_sha256
     return tags
@@ -336,10 +351,47 @@ def write_run_file(path: Path, tracker: MlflowTracker) -> None:
 
 
 def reopen_run(config: Config, run_file: Path) -> MlflowTracker:
-    """The run that train opened, for generate and evaluate to log into."""
-    if not run_file.is_file():
-        raise TrackingError(f"{run_file} is missing: run the train stage first")
-    record = read_json(run_file)
+    """The run ``run_file`` names, reopened (train resuming its run)."""
+    record = _run_record(run_file)
     tracker = start_run(config, tags={}, run_id=record["run_id"])
     tracker.model_id = record.get("model_id")
     return tracker
+
+
+def stage_run(config: Config, run_file: Path) -> MlflowTracker:
+    """The run that generate, attention and evaluate log into: of the training run
+    ``run_file`` names and its child runs, the one whose params are ``config``'s; a new
+    child when none is (opened by the first of these stages to rerun, found by the others).
+
+    The child holds ``config``'s params (all of params.yaml) and this execution's tags, and
+    the id of the training run's generator, which it points to rather than copies. The
+    training run is only read, unless its params are ``config``'s: then the stages finish
+    what they began there (a stage killed and rerun, say).
+    """
+    record = _run_record(run_file)
+    training_id = record["run_id"]
+    params = {key: str(value) for key, value in flatten(config).items()}
+    uri = resolve_tracking_uri(config.mlflow.tracking_uri, repo_root())
+    with _opened_store(uri) as client:
+        training = client.get_run(training_id)
+        children = client.search_runs(
+            [training.info.experiment_id], f"tags.`{PARENT}` = '{training_id}'"
+        )
+    same = [run for run in (training, *children) if _has_params(run, params)]
+    if same:
+        tracker = start_run(config, tags={}, run_id=same[0].info.run_id)
+    else:
+        tracker = start_run(config, {**run_tags(None), PARENT: training_id})
+        logger.info("other params than the training run %s: a run under it", training_id)
+    tracker.model_id = record.get("model_id")
+    return tracker
+
+
+def _has_params(run: Any, params: dict[str, str]) -> bool:
+    return all(run.data.params.get(key) == value for key, value in params.items())
+
+
+def _run_record(run_file: Path) -> dict:
+    if not run_file.is_file():
+        raise TrackingError(f"{run_file} is missing: run the train stage first")
+    return read_json(run_file)

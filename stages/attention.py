@@ -19,7 +19,7 @@ from sagan.sampling.attention_figures import curves_figure, save_figure
 from sagan.sampling.attention_report import final_figures, training_figures
 from sagan.sampling.faces import generator_conditioning
 from sagan.stage import Stage
-from sagan.tracking import TrackingError, reopen_run
+from sagan.tracking import TrackingError, stage_run
 
 logger = logging.getLogger("stages.attention")
 
@@ -36,7 +36,7 @@ def main() -> int:
         generator = load_generator(paths.MODELS_DIR)
         discriminator = load_model(paths.MODELS_DIR / DISCRIMINATOR)
         conditioning = generator_conditioning(generator, paths.CONDITIONING_FILE)
-        tracker = stage.track(reopen_run(config, paths.RUN_FILE))
+        tracker = stage.track(stage_run(config, paths.RUN_FILE))
         with atomic_directory(paths.ATTENTION_PLOTS_DIR) as staging:
             final_figures(config, generator, discriminator, staging, conditioning)
             training_figures(config, paths.ATTENTION_SNAPSHOTS, staging)

@@ -35,7 +35,7 @@ from sagan.evaluation.scoring import (
 )
 from sagan.files import write_json
 from sagan.stage import Stage
-from sagan.tracking import TrackingError, reopen_run
+from sagan.tracking import TrackingError, stage_run
 
 logger = logging.getLogger("stages.evaluate")
 USER_ERRORS = (
@@ -64,7 +64,7 @@ def main() -> int:
         )
         conditioned = read_conditioned(paths.SAMPLE_ATTRIBUTES, settings, manifest, reader)
         ceilings = read_ceilings(paths.CEILING_METRICS)
-        tracker = stage.track(reopen_run(config, paths.RUN_FILE))
+        tracker = stage.track(stage_run(config, paths.RUN_FILE))
         scores = score_samples(settings, extractor, samples, test, manifest, reader, conditioned)
         write_json(paths.EVAL_METRICS, {**scores, EXTRACTOR: settings.extractor})
         tracker.log_metrics({f"eval_{key}": value for key, value in scores.items()}, step=0)

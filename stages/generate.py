@@ -15,7 +15,7 @@ from sagan.config import ConfigError, load_config
 from sagan.model.saved import load_generator
 from sagan.sampling.samples import FIGURES, sample_distribution, write_samples
 from sagan.stage import Stage
-from sagan.tracking import TrackingError, reopen_run
+from sagan.tracking import TrackingError, stage_run
 
 logger = logging.getLogger("stages.generate")
 
@@ -30,7 +30,7 @@ def main() -> int:
         # leaves the run as train left it.
         generator = load_generator(paths.MODELS_DIR)
         conditioning = sample_distribution(generator, config.generate, paths.CONDITIONING_FILE)
-        tracker = stage.track(reopen_run(config, paths.RUN_FILE))
+        tracker = stage.track(stage_run(config, paths.RUN_FILE))
         write_samples(generator, config.generate, paths.SAMPLES_DIR, conditioning)
         for name in FIGURES:
             if (paths.SAMPLES_DIR / name).is_file():

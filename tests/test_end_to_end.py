@@ -261,8 +261,13 @@ def test_every_training_run_lands_whole_in_mlflow(repo):
     # repository's store: tests/reliability/test_concurrency.py.
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("sagan")
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
-    # one run per execution of train: the first repro, then the d_lr edit (with XLA)
+    every_run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
+    runs = [run for run in every_run if "mlflow.parentRunId" not in run.data.tags]
+    # One run per execution: the first repro, then the d_lr edit (with XLA) trained; the
+    # evaluate.num_samples edit between them reused the first model, in a run under it.
+    (child,) = [run for run in every_run if run not in runs]
+    assert child.data.tags["mlflow.parentRunId"] == runs[0].info.run_id
+    assert child.data.params["evaluate.num_samples"] == "32" and "d_loss" not in child.data.metrics
     assert [run.data.params["train.d_lr"] for run in runs] == ["0.0001", "0.0004"]
     assert [run.data.params["train.jit_compile_resolved"] for run in runs] == ["False", "True"]
     for run in runs:
@@ -284,15 +289,58 @@ def test_every_training_run_lands_whole_in_mlflow(repo):
         assert "attention/generator_attention_16.png" in attention
 
     commit = _run("git", "rev-parse", "HEAD", cwd=repo).strip()
-    assert [run.info.run_name for run in runs] == [f"{commit[:7]}-1", f"{commit[:7]}-2"]
+    # the commit's runs numbered in order: the first, the child, the d_lr edit
+    assert [run.info.run_name for run in runs] == [f"{commit[:7]}-1", f"{commit[:7]}-3"]
+    assert child.info.run_name == f"{commit[:7]}-2"
     assert runs[0].data.tags["mlflow.source.git.commit"] == commit
+
+
+def check_experiment_run(client: MlflowClient, training_id: str, name: str, commit: str) -> None:
+    """After `dvc exp run -n name -S generate.seed=1` on the model of the run ``training_id``:
+    two runs, the experiment's with its own params, scores and samples, named and tagged as
+    DVC names it, under the training run, which is as it was."""
+    experiment = client.get_experiment_by_name("sagan")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
+    assert [run.info.run_id for run in runs][:1] == [training_id] and len(runs) == 2
+    training, ours = runs
+    assert training.data.params["generate.seed"] == "0" and ours.data.params["generate.seed"] == "1"
+    assert ours.info.run_name == ours.data.tags["dvc_exp_name"] == name
+    assert ours.data.tags["mlflow.parentRunId"] == training_id
+    assert ours.data.tags["dvc_exp_baseline"] == ours.data.tags["git_commit"] == commit
+    assert ours.info.status == "FINISHED" and math.isfinite(ours.data.metrics["eval_fid"])
+    assert ours.data.metrics["eval_fid"] != training.data.metrics["eval_fid"]  # other samples
+    generated = [a.path for a in client.list_artifacts(ours.info.run_id, "generate")]
+    assert "generate/grid.png" in generated
+    assert [m.step for m in client.get_metric_history(training_id, "eval_fid")] == [0]
+    assert "d_loss" not in ours.data.metrics  # train was cached: no copy of its curves
+
+
+def test_an_experiment_on_a_cached_model_gets_a_run_of_its_own(tmp_path, session_folder):
+    repo = _tiny_repo(tmp_path / "repo", session_folder)
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    recorded = json.loads((repo / "models" / "mlflow_run.json").read_text())
+    before = client.get_run(recorded["run_id"])
+    printed = _run("dvc", "exp", "run", "-n", "seed-one", "-S", "generate.seed=1", cwd=repo)
+    assert set(re.findall(r"Running stage '(\w+)'", printed)) == {"generate", "evaluate"}
+    commit = _run_stdout("git", "rev-parse", "HEAD", cwd=repo).strip()
+    check_experiment_run(client, recorded["run_id"], "seed-one", commit)
+    after = client.get_run(recorded["run_id"])
+    assert (after.data.params, after.data.metrics, after.data.tags, after.info.end_time) == (
+        before.data.params,
+        before.data.metrics,
+        before.data.tags,
+        before.info.end_time,
+    )
+    assert _repro(repo) == set()  # nothing to rerun: no run opened
+    assert len(client.search_runs([before.info.experiment_id])) == 2
 
 
 def test_evaluate_registers_each_run_and_best_is_the_lowest_fid(repo):
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     versions = client.search_model_versions("name = 'sagan-generator'")
     fids = {str(v.version): float(v.tags["fid"]) for v in versions}
-    assert len(fids) == 2 and {v.tags["extractor"] for v in versions} == {"encoder"}
+    # each evaluated run: the two trained, and the evaluate.num_samples edit's child run
+    assert len(fids) == 3 and {v.tags["extractor"] for v in versions} == {"encoder"}
     best = client.get_model_version_by_alias("sagan-generator", "best")
     assert fids[str(best.version)] == min(fids.values())
 

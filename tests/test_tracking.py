@@ -1,5 +1,6 @@
 """MLflow tracking against a real SQLite store in a temporary folder."""
 
+import dataclasses
 from pathlib import Path
 
 import mlflow
@@ -8,19 +9,21 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sagan.config import Config, MlflowConfig, ModelConfig
+from sagan.config import Config, GenerateConfig, MlflowConfig, ModelConfig
 from sagan.files import read_json
 from sagan.model.conditioning import conditioning_from_labels
 from sagan.model.networks import build_generator
 from sagan.sampling.faces import sample_images
 from sagan.sampling.served import log_generator
 from sagan.tracking import (
+    PARENT,
     MlflowTracker,
     TrackingError,
     reopen_run,
     repo_root,
     resolve_tracking_uri,
     run_tags,
+    stage_run,
     start_run,
     write_run_file,
 )
@@ -99,8 +102,48 @@ def test_later_stages_reopen_the_same_run(in_repo):
 
 
 def test_a_missing_run_file_says_which_stage_to_run(in_repo):
-    with pytest.raises(TrackingError, match="run the train stage first"):
-        reopen_run(Config(), in_repo / "models" / "mlflow_run.json")
+    for reopen in (reopen_run, stage_run):
+        with pytest.raises(TrackingError, match="run the train stage first"):
+            reopen(Config(), in_repo / "models" / "mlflow_run.json")
+
+
+def test_later_stages_with_the_training_params_log_into_the_training_run(in_repo):
+    config = Config()
+    training = start_run(config, run_tags(None))
+    training.model_id = "m-123"
+    write_run_file(in_repo / "run.json", training)
+    training.finish()  # a stage killed after it, say: its rerun finishes what it began
+    again = stage_run(config, in_repo / "run.json")
+    assert again.run_id == training.run_id and again.model_id == "m-123"
+
+
+def test_other_params_get_a_child_run_and_leave_the_training_run_alone(in_repo):
+    config = Config()
+    training = start_run(config, run_tags(None))
+    training.log_metrics({"eval_fid": 300.0}, step=0)
+    training.model_id = "m-123"
+    write_run_file(in_repo / "run.json", training)
+    training.finish()
+    client = MlflowClient(training.tracking_uri)
+    before = client.get_run(training.run_id)
+
+    edited = Config(generate=dataclasses.replace(Config().generate, seed=1))
+    child = stage_run(edited, in_repo / "run.json")
+    child.log_metrics({"eval_fid": 310.0}, step=0)
+    again = stage_run(edited, in_repo / "run.json")  # a later stage of the same experiment
+    other = stage_run(Config(generate=GenerateConfig(seed=2)), in_repo / "run.json")
+
+    assert child.run_id != training.run_id and again.run_id == child.run_id
+    assert other.run_id not in (training.run_id, child.run_id)
+    assert child.model_id == again.model_id == "m-123"  # the training run's generator
+    run = client.get_run(child.run_id)
+    assert run.data.tags[PARENT] == training.run_id
+    assert run.data.params["generate.seed"] == "1" and run.data.metrics["eval_fid"] == 310.0
+    after = client.get_run(training.run_id)
+    assert after.data.params == before.data.params and after.data.tags == before.data.tags
+    assert after.data.metrics == before.data.metrics == {"eval_fid": 300.0}
+    assert (after.info.status, after.info.end_time) == (before.info.status, before.info.end_time)
+    assert stage_run(config, in_repo / "run.json").run_id == training.run_id
 
 
 def test_an_unreachable_store_fails_before_training(in_repo):
@@ -200,7 +243,9 @@ def test_runs_are_named_after_the_experiment_or_the_commit_and_a_counter(in_repo
 
 def test_run_tags_name_the_source_and_the_experiment(monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "tall-pine")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0123abc")
     tags = run_tags("feed")
+    assert tags["dvc_exp_baseline"] == "0123abc"
     assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"] == "dvc.yaml"
     assert tags["mlflow.source.git.commit"] == tags["git_commit"] and len(tags["git_commit"]) == 40
     assert tags["dvc_exp_name"] == "tall-pine" and tags["data_manifest_sha256"] == "feed"

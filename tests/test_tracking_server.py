@@ -25,6 +25,7 @@ from tests.test_end_to_end import (
     _free_port,
     _tiny_repo,
     _wait_until_answering,
+    check_experiment_run,
 )
 
 pytestmark = pytest.mark.pipeline
@@ -181,6 +182,21 @@ def test_the_pipeline_reports_to_a_server_and_survives_losing_it(repo, tmp_path)
         best = client.get_model_version_by_alias("sagan-generator", "best")
         assert best.run_id == run.info.run_id
         assert _draw_from_best(uri, tmp_path) == "(3, 32, 32, 3) uint8 True"
+
+        # An experiment on the cached model: a run of its own on the server, under this one.
+        subprocess.run(
+            ["dvc", "exp", "run", "-n", "seed-one", "-S", "generate.seed=1"],
+            cwd=repo,
+            env=_environment(uri),
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=True,
+        )
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        check_experiment_run(client, run.info.run_id, "seed-one", commit)
 
     # Everything went to the server: no store of its own beside the repository.
     assert not (repo / "mlflow.db").exists() and not (repo / "mlruns").exists()
