@@ -67,6 +67,17 @@ def _store_errors(uri: str) -> Iterator[None]:
         ) from error
 
 
+# Where a metric comes from, as the first part of its MLflow name: the run page shows one
+# section per part (train/d_loss, val/fid, eval/fid, ceiling/test/fid). Runs logged before
+# these names keep theirs (d_loss, val_fid, eval_fid, ceiling_test_fid).
+TRAIN, VALIDATION, EVALUATION, CEILING = "train", "val", "eval", "ceiling"
+
+
+def section(name: str, metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` named into the run page's section ``name``: ``{f"{name}/{key}": value}``."""
+    return {f"{name}/{key}": value for key, value in metrics.items()}
+
+
 class Tracker(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
 

@@ -1,8 +1,8 @@
 """DVC stage `evaluate`: FID, KID and precision/recall of the samples against the test split.
 
 Writes metrics/eval.json and logs it to the pipeline's MLflow run, with the ceilings the
-reference stage wrote (metrics/ceiling.json: what real faces score; ``ceiling_test_*`` beside
-these scores, ``ceiling_validation_*`` beside those of training's evaluations). With the encoder
+reference stage wrote (metrics/ceiling.json: what real faces score; ``ceiling/test/*`` beside
+these scores, ``ceiling/validation/*`` beside those of training's evaluations). With the encoder
 extractor on data whose manifest lists attributes that must agree (the synthetic faces: both
 eyes the same colour, eyebrows the hair's colour) it also scores that coherence on the
 samples and on real test faces (the ceiling).
@@ -22,7 +22,7 @@ from sagan import paths
 from sagan.config import ConfigError, load_config
 from sagan.data.errors import DataError
 from sagan.data.manifest import Manifest
-from sagan.evaluation.ceiling import ceiling_metrics, read_ceilings
+from sagan.evaluation.ceiling import read_ceilings
 from sagan.evaluation.features import InceptionUnavailableError
 from sagan.evaluation.scoring import (
     EXTRACTOR,
@@ -35,7 +35,7 @@ from sagan.evaluation.scoring import (
 )
 from sagan.files import write_json
 from sagan.stage import Stage
-from sagan.tracking import TrackingError, stage_run
+from sagan.tracking import CEILING, EVALUATION, TrackingError, section, stage_run
 
 logger = logging.getLogger("stages.evaluate")
 USER_ERRORS = (
@@ -67,8 +67,9 @@ def main() -> int:
         tracker = stage.track(stage_run(config, paths.RUN_FILE))
         scores = score_samples(settings, extractor, samples, test, manifest, reader, conditioned)
         write_json(paths.EVAL_METRICS, {**scores, EXTRACTOR: settings.extractor})
-        tracker.log_metrics({f"eval_{key}": value for key, value in scores.items()}, step=0)
-        tracker.log_metrics(ceiling_metrics(ceilings), step=0)
+        tracker.log_metrics(section(EVALUATION, scores), step=0)
+        for split, split_scores in ceilings.items():  # ceiling/test/fid, …
+            tracker.log_metrics(section(CEILING, section(split, split_scores)), step=0)
         tracker.log_artifact(paths.EVAL_METRICS, "evaluate")
         logger.info("%s", scores)
         name = config.mlflow.registered_model

@@ -267,21 +267,23 @@ def test_every_training_run_lands_whole_in_mlflow(repo):
     # evaluate.num_samples edit between them reused the first model, in a run under it.
     (child,) = [run for run in every_run if run not in runs]
     assert child.data.tags["mlflow.parentRunId"] == runs[0].info.run_id
-    assert child.data.params["evaluate.num_samples"] == "32" and "d_loss" not in child.data.metrics
+    assert child.data.params["evaluate.num_samples"] == "32"
+    assert "train/d_loss" not in child.data.metrics
     assert [run.data.params["train.d_lr"] for run in runs] == ["0.0001", "0.0004"]
     assert [run.data.params["train.jit_compile_resolved"] for run in runs] == ["False", "True"]
     for run in runs:
         assert run.info.status == "FINISHED"
         assert run.data.tags.get("git_commit")
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "d_loss")] == [2, 4]
+        history = client.get_metric_history(run.info.run_id, "train/d_loss")
+        assert [m.step for m in history] == [2, 4]
         # The quality curve on the validation split (train.eval_every: 2), a chart per score.
-        for score in ("val_fid", "val_recall", "val_dropped_classes", "val_coherence"):
+        for score in ("val/fid", "val/recall", "val/dropped_classes", "val/coherence"):
             history = client.get_metric_history(run.info.run_id, score)
             assert [m.step for m in history] == [2, 4], score
             assert all(math.isfinite(m.value) for m in history), score
-        assert run.data.metrics["best_step"] in (2, 4)
-        assert math.isfinite(run.data.metrics["eval_fid"])
-        ceilings = ("ceiling_test_fid", "ceiling_validation_fid", "ceiling_test_recall")
+        assert run.data.metrics["train/best_step"] in (2, 4)
+        assert math.isfinite(run.data.metrics["eval/fid"])
+        ceilings = ("ceiling/test/fid", "ceiling/validation/fid", "ceiling/test/recall")
         assert all(math.isfinite(run.data.metrics[key]) for key in ceilings)
         generated = [a.path for a in client.list_artifacts(run.info.run_id, "generate")]
         assert "generate/grid.png" in generated
@@ -307,12 +309,12 @@ def check_experiment_run(client: MlflowClient, training_id: str, name: str, comm
     assert ours.info.run_name == ours.data.tags["dvc_exp_name"] == name
     assert ours.data.tags["mlflow.parentRunId"] == training_id
     assert ours.data.tags["dvc_exp_baseline"] == ours.data.tags["git_commit"] == commit
-    assert ours.info.status == "FINISHED" and math.isfinite(ours.data.metrics["eval_fid"])
-    assert ours.data.metrics["eval_fid"] != training.data.metrics["eval_fid"]  # other samples
+    assert ours.info.status == "FINISHED" and math.isfinite(ours.data.metrics["eval/fid"])
+    assert ours.data.metrics["eval/fid"] != training.data.metrics["eval/fid"]  # other samples
     generated = [a.path for a in client.list_artifacts(ours.info.run_id, "generate")]
     assert "generate/grid.png" in generated
-    assert [m.step for m in client.get_metric_history(training_id, "eval_fid")] == [0]
-    assert "d_loss" not in ours.data.metrics  # train was cached: no copy of its curves
+    assert [m.step for m in client.get_metric_history(training_id, "eval/fid")] == [0]
+    assert "train/d_loss" not in ours.data.metrics  # train was cached: no copy of its curves
 
 
 def test_an_experiment_on_a_cached_model_gets_a_run_of_its_own(tmp_path, session_folder):
@@ -554,4 +556,4 @@ def test_a_conditional_pipeline_writes_its_attributes_and_metrics(repo):
     experiment = client.get_experiment_by_name("sagan")
     run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
     assert run.data.params["model.conditional"] == "True"
-    assert math.isfinite(run.data.metrics["eval_conditional_accuracy"])
+    assert math.isfinite(run.data.metrics["eval/conditional_accuracy"])

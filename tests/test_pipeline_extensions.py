@@ -44,7 +44,7 @@ def _fid(repo: Path) -> float:
 def test_a_multi_scale_discriminator_runs_the_pipeline(repo):
     columns = set(_history_columns(repo))
     assert {"d_loss_scale1", "d_loss_scale2", "sigma_d_sn_scale2_logit"} <= columns
-    assert math.isfinite(_last_run_metrics(repo)["d_loss_scale2"])
+    assert math.isfinite(_last_run_metrics(repo)["train/d_loss_scale2"])
     assert math.isfinite(_fid(repo))
     assert (repo / "plots" / "attention" / "discriminator_attention_16.png").is_file()
 
@@ -59,7 +59,7 @@ def test_the_perceptual_loss_runs_the_pipeline_with_local_weights(repo, vgg19_st
     assert _repro(repo) == {"train", "generate", "attention", "evaluate"}
     assert "perceptual_loss" in _history_columns(repo)
     assert "d_loss_scale2" not in _history_columns(repo)
-    assert _last_run_metrics(repo)["perceptual_loss"] > 0
+    assert _last_run_metrics(repo)["train/perceptual_loss"] > 0
     assert math.isfinite(_fid(repo))
 
 
@@ -78,7 +78,7 @@ def test_progressive_growing_runs_as_a_dvc_experiment(repo):
     rows = (repo / "plots" / "train" / "history.csv").read_text().splitlines()
     resolution = rows[0].split(",").index("resolution")
     assert [row.split(",")[resolution] for row in rows[1:]] == ["16", "32"]
-    assert _last_run_metrics(repo)["resolution"] == 32
+    assert _last_run_metrics(repo)["train/resolution"] == 32
     assert math.isfinite(_fid(repo))
     generator = load_model(repo / "models" / "generator.keras")
     assert generator.outputs[0].shape[1:] == (32, 32, 3)
@@ -104,7 +104,7 @@ def test_the_residual_sagan_runs_at_128_px_as_a_dvc_experiment(repo):
     assert generator.get_layer("up128_conv2") and generator.get_layer("attention_16")
     with Image.open(repo / "samples" / "grid.png") as grid:
         assert grid.width % 128 == 0
-    assert math.isfinite(_last_run_metrics(repo)["d_loss"])
+    assert math.isfinite(_last_run_metrics(repo)["train/d_loss"])
     assert math.isfinite(_fid(repo))
     attention = sorted(p.name for p in (repo / "plots" / "attention").glob("*_attention_16.png"))
     assert attention == ["discriminator_attention_16.png", "generator_attention_16.png"]

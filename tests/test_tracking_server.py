@@ -169,9 +169,9 @@ def test_the_pipeline_reports_to_a_server_and_survives_losing_it(repo, tmp_path)
         recorded = json.loads((repo / "models" / "mlflow_run.json").read_text())
         assert run.info.run_id == recorded["run_id"] and run.info.status == "FINISHED"
         assert run.data.params["train.steps"] == str(STEPS)
-        logged = {m.step for m in client.get_metric_history(run.info.run_id, "d_loss")}
+        logged = {m.step for m in client.get_metric_history(run.info.run_id, "train/d_loss")}
         assert logged == set(range(LOG_EVERY, STEPS + 1, LOG_EVERY))  # none missing
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_fid")] == [
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val/fid")] == [
             100,
             200,
         ]

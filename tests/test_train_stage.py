@@ -84,7 +84,7 @@ def test_a_killed_train_stage_resumes_to_the_same_weights(tmp_path, workspace):
     assert runs[0].data.params["train.jit_compile"] == "True"
     assert runs[0].data.params["train.jit_compile_resolved"] == "True"
     assert "XLA: train.jit_compile: true (as set)" in log
-    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "g_loss")]
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/g_loss")]
     assert steps[-1] == STEPS
 
 

@@ -78,12 +78,3 @@ def read_ceilings(path: Path) -> dict[str, dict[str, float]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run the reference stage (dvc repro)")
     return read_json(path)
-
-
-def ceiling_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
-    """The ceilings as flat tracker metrics: ``ceiling_test_fid``, ``ceiling_validation_fid``, …"""
-    return {
-        f"ceiling_{split}_{key}": value
-        for split, split_scores in scores.items()
-        for key, value in split_scores.items()
-    }

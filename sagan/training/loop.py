@@ -36,7 +36,7 @@ from sagan.paths import QUALITY_FILE
 from sagan.sampling.attention_maps import save_snapshot
 from sagan.sampling.faces import fixed_attributes, fixed_noise
 from sagan.sampling.grids import grid, save_png, to_uint8, upsample_nearest
-from sagan.tracking import NullTracker, Tracker
+from sagan.tracking import TRAIN, NullTracker, Tracker, section
 from sagan.training.checkpoints import Checkpoints
 from sagan.training.quality import Evaluations, QualityCurve, Scorer, evaluation_steps
 from sagan.training.step import GANTrainer
@@ -177,7 +177,7 @@ def train(
                 }
                 metrics["images_per_second"] = timer.rate
                 history.append({"step": step, **metrics})
-                tracker.log_metrics(metrics, step)
+                tracker.log_metrics(section(TRAIN, metrics), step)
             if chief and (step % config.train.sample_every == 0 or step == end):
                 sample_path = live_plots / "samples" / f"step_{step:06d}.png"
                 _save_samples(trainer, model_inputs(noise, attributes), sample_path, image_size)
@@ -208,7 +208,7 @@ def train(
             "the best checkpoint: step %d (%s %.4g)", best["step"], best["metric"], best["value"]
         )
         metrics = {**metrics, "best_step": best["step"], f"best_{best['metric']}": best["value"]}
-        tracker.log_metrics({"best_step": best["step"]}, end)
+        tracker.log_metrics(section(TRAIN, {"best_step": best["step"]}), end)
     if chief:
         _publish(live_plots, paths.plots)
     return {**metrics, "steps": end}

@@ -3,7 +3,7 @@
 Every ``train.eval_every`` generator updates, and at the end, a scorer (built by the train
 stage from :mod:`sagan.evaluation.validation`; this layer only calls it) scores the sampling
 generator on the validation split. Each evaluation is a row of ``quality.csv`` (step,
-training minutes, every score) and a set of ``val_*`` step metrics; with ``train.keep_best``
+training minutes, every score) and a set of ``val/*`` step metrics; with ``train.keep_best``
 the checkpoint with the best score so far is kept apart from the rolling ones.
 
 Crash safety: the loop saves the rolling checkpoint of an evaluation step before it
@@ -24,14 +24,13 @@ import keras
 
 from sagan.config import QUALITY_METRICS, TrainConfig
 from sagan.files import read_csv_rows, write_csv_rows
-from sagan.tracking import Tracker
+from sagan.tracking import VALIDATION, Tracker, section
 from sagan.training.checkpoints import Checkpoints
 
 logger = logging.getLogger(__name__)
 
 Scorer = Callable[[keras.Model], dict[str, float]]
 STEP, MINUTES = "step", "train_minutes"  # the columns before the scores
-METRIC_PREFIX = "val_"  # the scores as MLflow step metrics: val_fid, val_recall, ...
 
 
 class QualityCurve:
@@ -132,7 +131,7 @@ class Evaluations:
         reported = self.curve.reported(step)  # a resumed step's scores: once in MLflow
         is_best = self.curve.append(step, self.curve.minutes_at(step, seconds_per_step), scores)
         if not reported:
-            self.tracker.log_metrics({f"{METRIC_PREFIX}{k}": v for k, v in scores.items()}, step)
+            self.tracker.log_metrics(section(VALIDATION, scores), step)  # val/fid, …
         if is_best:
             self.checkpoints.save_best(step, self.curve.best)
         logger.info(

@@ -107,8 +107,8 @@ def test_two_queued_experiments_run_side_by_side_are_recorded_whole(tiny_repo):
         assert float(record.data.params["train.d_lr"]) == shown["d_lr"]
         # The run holds its own experiment's numbers, not the other's.
         assert record.data.metrics["d_loss"] == pytest.approx(shown["train"]["d_loss"])
-        assert record.data.metrics["eval_fid"] == pytest.approx(shown["eval"]["fid"])
-        steps = [m.step for m in client.get_metric_history(record.info.run_id, "d_loss")]
+        assert record.data.metrics["eval/fid"] == pytest.approx(shown["eval"]["fid"])
+        steps = [m.step for m in client.get_metric_history(record.info.run_id, "train/d_loss")]
         assert steps == sorted(set(steps)) and steps[-1] == shown["train"]["steps"]
     assert {r.data.params["train.d_lr"] for r in runs} == {"0.0002", "0.0003"}
 

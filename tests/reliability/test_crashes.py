@@ -177,9 +177,9 @@ def test_sigkill_in_every_stage_then_repro_completes(tiny_repo, seed):
     (record,) = client.search_runs([client.get_experiment_by_name("sagan").experiment_id])
     assert record.info.status == "FINISHED"
     # Steps between the newest checkpoint and the kill are logged twice; none is missing.
-    steps = [m.step for m in client.get_metric_history(record.info.run_id, "d_loss")]
+    steps = [m.step for m in client.get_metric_history(record.info.run_id, "train/d_loss")]
     assert sorted(set(steps)) == [2, 4, 6, 8, 10, 12]
-    assert "eval_fid" in record.data.metrics
+    assert "eval/fid" in record.data.metrics
 
 
 # A sitecustomize.py, which every Python process of the run imports first: a process dies
