@@ -317,26 +317,6 @@ def check_experiment_run(client: MlflowClient, training_id: str, name: str, comm
     assert "train/d_loss" not in ours.data.metrics  # train was cached: no copy of its curves
 
 
-def test_an_experiment_on_a_cached_model_gets_a_run_of_its_own(tmp_path, session_folder):
-    repo = _tiny_repo(tmp_path / "repo", session_folder)
-    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-    recorded = json.loads((repo / "models" / "mlflow_run.json").read_text())
-    before = client.get_run(recorded["run_id"])
-    printed = _run("dvc", "exp", "run", "-n", "seed-one", "-S", "generate.seed=1", cwd=repo)
-    assert set(re.findall(r"Running stage '(\w+)'", printed)) == {"generate", "evaluate"}
-    commit = _run_stdout("git", "rev-parse", "HEAD", cwd=repo).strip()
-    check_experiment_run(client, recorded["run_id"], "seed-one", commit)
-    after = client.get_run(recorded["run_id"])
-    assert (after.data.params, after.data.metrics, after.data.tags, after.info.end_time) == (
-        before.data.params,
-        before.data.metrics,
-        before.data.tags,
-        before.info.end_time,
-    )
-    assert _repro(repo) == set()  # nothing to rerun: no run opened
-    assert len(client.search_runs([before.info.experiment_id])) == 2
-
-
 def test_evaluate_registers_each_run_and_best_is_the_lowest_fid(repo):
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     versions = client.search_model_versions("name = 'sagan-generator'")
