@@ -106,7 +106,7 @@ def test_two_queued_experiments_run_side_by_side_are_recorded_whole(tiny_repo):
         assert record.info.status == "FINISHED" and record.data.tags.get("git_commit")
         assert float(record.data.params["train.d_lr"]) == shown["d_lr"]
         # The run holds its own experiment's numbers, not the other's.
-        assert record.data.metrics["d_loss"] == pytest.approx(shown["train"]["d_loss"])
+        assert record.data.metrics["train/d_loss"] == pytest.approx(shown["train"]["d_loss"])
         assert record.data.metrics["eval/fid"] == pytest.approx(shown["eval"]["fid"])
         steps = [m.step for m in client.get_metric_history(record.info.run_id, "train/d_loss")]
         assert steps == sorted(set(steps)) and steps[-1] == shown["train"]["steps"]
